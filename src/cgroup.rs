@@ -1,0 +1,73 @@
+//! The container's cgroup, through libcgroups: the effects behind kill --all,
+//! ps, update and events.
+
+use libcgroups::common::{
+    AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt, FreezerState,
+    create_cgroup_manager,
+};
+use libcgroups::stats::Stats;
+use libcontainer::container::Container;
+use nix::unistd::Pid;
+use oci_spec::runtime::LinuxResources;
+
+use crate::{Error, Result};
+
+pub struct Cgroup {
+    id: String,
+    manager: AnyCgroupManager,
+}
+
+impl Cgroup {
+    pub fn of(container: &Container) -> Result<Self> {
+        let id = container.id().to_owned();
+        let config = container
+            .spec()
+            .map_err(|e| Error::container("read config of", &id, e))?;
+        let manager = create_cgroup_manager(CgroupConfig {
+            cgroup_path: config.cgroup_path,
+            systemd_cgroup: container.systemd(),
+            container_name: id.clone(),
+        })
+        .map_err(|e| Error::Cgroup {
+            id: id.clone(),
+            message: crate::error::chain(&e),
+        })?;
+        Ok(Cgroup { id, manager })
+    }
+
+    fn err(&self, what: &str, e: impl std::error::Error + 'static) -> Error {
+        Error::Cgroup {
+            id: self.id.clone(),
+            message: format!("{what}: {}", crate::error::chain(&e)),
+        }
+    }
+
+    pub fn pids(&self) -> Result<Vec<Pid>> {
+        self.manager
+            .get_all_pids()
+            .map_err(|e| self.err("cannot list processes", e))
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        self.manager
+            .stats()
+            .map_err(|e| self.err("cannot read statistics", e))
+    }
+
+    pub fn thaw(&self) -> Result<()> {
+        self.manager
+            .freeze(FreezerState::Thawed)
+            .map_err(|e| self.err("cannot thaw", e))
+    }
+
+    pub fn apply(&self, resources: &LinuxResources) -> Result<()> {
+        self.manager
+            .apply(&ControllerOpt {
+                resources,
+                disable_oom_killer: false,
+                oom_score_adj: None,
+                freezer_state: None,
+            })
+            .map_err(|e| self.err("cannot apply resources", e))
+    }
+}

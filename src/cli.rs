@@ -1,0 +1,344 @@
+//! runc's command line, as clap definitions. Parsing only: every command is
+//! carried out by the module of the same name under `ops`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::logging::Format;
+use crate::store::DEFAULT_ROOT;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sbx-oci",
+    about = "A runc-compatible OCI runtime for sandboxing untrusted code",
+    disable_version_flag = true,
+    subcommand_required = false
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Directory for container state (tmpfs recommended)
+    #[arg(long, global = true, default_value = DEFAULT_ROOT)]
+    pub root: PathBuf,
+
+    /// Write log lines to this file instead of stderr
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+
+    /// Log format
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: Format,
+
+    /// Log debug messages
+    #[arg(long, global = true)]
+    pub debug: bool,
+
+    /// Manage cgroups through systemd (requires systemd as init)
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+
+    /// Accepted for runc compatibility (true, false or auto); not used
+    #[arg(long, hide = true)]
+    pub rootless: Option<String>,
+
+    /// Accepted for runc compatibility; checkpointing is not supported
+    #[arg(long, hide = true)]
+    pub criu: Option<String>,
+
+    /// Print the version
+    #[arg(short = 'v', long)]
+    pub version: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a container from a bundle (it waits for `start`)
+    Create(Create),
+    /// Start a created container's process
+    Start(Id),
+    /// Create, start and (unless --detach) wait for a container
+    Run(Run),
+    /// Print a container's OCI state as JSON
+    State(Id),
+    /// Send a signal to a container's init process (default SIGTERM)
+    Kill(Kill),
+    /// Delete a stopped container (--force: any container)
+    Delete(Delete),
+    /// Run a process in a running container
+    Exec(Exec),
+    /// List the processes in a container
+    Ps(Ps),
+    /// List containers
+    List(List),
+    /// Freeze all processes of a container
+    Pause(Id),
+    /// Thaw a paused container
+    Resume(Id),
+    /// Print container resource statistics as JSON events
+    Events(Events),
+    /// Change a running container's resource limits
+    Update(Update),
+    /// Print the OCI runtime features document
+    Features,
+    /// Write a default config.json
+    Spec(Spec),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Id {
+    pub container_id: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Create {
+    /// Path to the bundle (the directory holding config.json)
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+
+    /// Write the container's init pid to this file
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+
+    /// Unix socket that receives the pty master when process.terminal is true
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+
+    /// Do not use pivot_root (for a rootfs on a ramdisk)
+    #[arg(long)]
+    pub no_pivot: bool,
+
+    /// Accepted for runc compatibility: a session keyring is always created
+    #[arg(long)]
+    pub no_new_keyring: bool,
+
+    /// Pass this many extra file descriptors (from fd 3) to the container
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+
+    pub container_id: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Run {
+    #[command(flatten)]
+    pub create: Create,
+
+    /// Return after start instead of waiting for the container to exit
+    #[arg(short, long)]
+    pub detach: bool,
+
+    /// Keep the container's state after it exits
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Accepted for runc compatibility
+    #[arg(long, hide = true)]
+    pub no_subreaper: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Kill {
+    /// Send the signal to every process in the container
+    #[arg(short, long)]
+    pub all: bool,
+
+    pub container_id: String,
+
+    /// Signal number or name
+    #[arg(default_value = "SIGTERM")]
+    pub signal: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Delete {
+    /// Kill and delete the container whatever its state; succeed if it is gone
+    #[arg(short, long)]
+    pub force: bool,
+
+    pub container_id: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Exec {
+    /// JSON file with the OCI process to run (instead of the command line)
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+
+    /// Return once the process is started
+    #[arg(short, long)]
+    pub detach: bool,
+
+    /// Write the new process's pid to this file
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+
+    /// Unix socket that receives the pty master
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+
+    /// Working directory inside the container
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+
+    /// Environment variable KEY=VALUE (repeatable)
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+
+    /// UID[:GID] to run as
+    #[arg(short, long)]
+    pub user: Option<String>,
+
+    /// Additional group id (repeatable)
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+
+    /// Capability to add, e.g. CAP_NET_ADMIN (repeatable)
+    #[arg(short, long = "cap")]
+    pub cap: Vec<String>,
+
+    /// Set no_new_privs for the process
+    #[arg(long)]
+    pub no_new_privs: bool,
+
+    /// Pass this many extra file descriptors (from fd 3)
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+
+    /// Run even if the container is paused
+    #[arg(long)]
+    pub ignore_paused: bool,
+
+    /// Run in this sub-cgroup of the container
+    #[arg(long)]
+    pub cgroup: Option<String>,
+
+    /// Accepted for runc compatibility (no SELinux here)
+    #[arg(long, hide = true)]
+    pub process_label: Option<String>,
+
+    /// Accepted for runc compatibility (no AppArmor here)
+    #[arg(long, hide = true)]
+    pub apparmor: Option<String>,
+
+    pub container_id: String,
+
+    /// Command and arguments (when --process is not given)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Ps {
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub format: ListFormat,
+
+    pub container_id: String,
+
+    /// Options passed to ps(1) for the table format (default: -ef)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct List {
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub format: ListFormat,
+
+    /// Print only the ids
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Events {
+    /// Print one stats event and exit
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Interval between stats events, e.g. 5s or 500ms
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+
+    pub container_id: String,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct Update {
+    /// JSON file with OCI LinuxResources, or - for stdin
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+
+    /// Memory limit in bytes (suffixes k, m, g accepted)
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Memory soft limit
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit (-1: unlimited)
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Kernel memory limit (cgroup v1 only; deprecated)
+    #[arg(long)]
+    pub kernel_memory: Option<String>,
+    /// Kernel TCP memory limit (cgroup v1 only; deprecated)
+    #[arg(long)]
+    pub kernel_memory_tcp: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(long = "cpu-share", visible_alias = "cpu-shares")]
+    pub cpu_share: Option<u64>,
+    /// CPU CFS period in microseconds
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// CPU CFS quota in microseconds (-1: unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU realtime period in microseconds
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    /// CPU realtime runtime in microseconds
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPUs to use, e.g. 0-1
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes to use
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Block IO weight (10-1000)
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    /// Maximum number of processes (-1: unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+
+    pub container_id: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Spec {
+    /// Directory to write config.json into
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+
+    /// Write a spec for a rootless container (user namespace, no cgroups)
+    #[arg(long)]
+    pub rootless: bool,
+}

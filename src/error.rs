@@ -1,0 +1,101 @@
+//! The library's one error type. Every variant reads as a sentence a user can
+//! act on; the binary prints it (with its source chain) as a single line.
+
+use std::path::PathBuf;
+
+use libcontainer::error::LibcontainerError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid container id {id:?}: {reason}")]
+    InvalidId { id: String, reason: String },
+
+    #[error("container {0:?} does not exist")]
+    NotFound(String),
+
+    #[error("container {0:?} already exists")]
+    AlreadyExists(String),
+
+    /// An operation that the OCI state machine forbids in the current state.
+    #[error("cannot {op} container {id:?}: it is {status}{hint}")]
+    WrongState {
+        op: &'static str,
+        id: String,
+        status: String,
+        hint: &'static str,
+    },
+
+    #[error("bundle {}: {reason}", path.display())]
+    Bundle { path: PathBuf, reason: String },
+
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{op} container {id:?}: {}", chain(source))]
+    Container {
+        op: &'static str,
+        id: String,
+        source: LibcontainerError,
+    },
+
+    #[error("cgroup of container {id:?}: {message}")]
+    Cgroup { id: String, message: String },
+
+    #[error("runtime binary protection: {0}")]
+    SelfExe(String),
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn container(op: &'static str, id: &str, source: LibcontainerError) -> Self {
+        Error::Container {
+            op,
+            id: id.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Renders an error and its sources as "a: b: c", dropping the generic
+/// wrapper texts libcontainer puts around the real cause ("io error",
+/// "oci spec error", ...) and segments repeated verbatim.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    const GENERIC: &[&str] = &[
+        "io error",
+        "syscall error",
+        "oci spec error",
+        "serialization error",
+        "io operation failed",
+    ];
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        let redundant =
+            GENERIC.contains(&text.as_str()) || parts.last().is_some_and(|p| p.contains(&text));
+        if !redundant && !text.is_empty() {
+            parts.push(text);
+        }
+        cur = e.source();
+    }
+    if parts.is_empty() {
+        err.to_string()
+    } else {
+        parts.join(": ")
+    }
+}

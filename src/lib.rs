@@ -1,0 +1,19 @@
+//! sbx-oci: a runc-compatible OCI runtime for running untrusted code, built on
+//! youki's libcontainer.
+//!
+//! Layers (data flows down, effects happen only at the bottom):
+//! - [`cli`]: clap definitions of runc's command line; parsing only.
+//! - [`ops`]: one module per OCI operation (create, start, run, ...).
+//! - effects at the edge: [`store`] (the state directory), [`selfexe`] (the
+//!   runtime binary's protection), [`cgroup`], [`logging`], libcontainer itself.
+
+pub mod cgroup;
+pub mod cli;
+pub mod error;
+pub mod logging;
+pub mod ops;
+pub mod selfexe;
+pub mod signal;
+pub mod store;
+
+pub use error::{Error, Result};

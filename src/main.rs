@@ -1,0 +1,81 @@
+//! The sbx-oci binary: parse runc's command line, dispatch to `ops`, and turn
+//! an error into one line on stderr and one JSON `error` line in `--log`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sbx_oci::cli::{Cli, Command};
+use sbx_oci::ops::{self, Context};
+use sbx_oci::{Result, logging};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.global.version {
+        println!(
+            "sbx-oci version {}\nspec: {}\nlibcontainer: 0.7",
+            env!("CARGO_PKG_VERSION"),
+            oci_spec::runtime::VERSION
+        );
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = cli.command else {
+        eprintln!("sbx-oci: no command given; see `sbx-oci --help`");
+        return ExitCode::from(2);
+    };
+    let g = &cli.global;
+    let sink = match logging::init(g.log.as_deref(), g.log_format, g.debug) {
+        Ok(sink) => sink,
+        Err(err) => {
+            eprintln!("sbx-oci: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match dispatch(&cli.global, command) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(err) => {
+            let msg = err.to_string();
+            if let Some(sink) = &sink {
+                sink.error(&msg);
+            }
+            eprintln!("sbx-oci: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(g: &sbx_oci::cli::Global, command: Command) -> Result<i32> {
+    let stdout = &mut std::io::stdout().lock();
+    // `spec` and `features` need no state root.
+    match &command {
+        Command::Spec(args) => return ops::spec::spec(args).map(|_| 0),
+        Command::Features => {
+            let doc = serde_json::to_string_pretty(&ops::features::features()).unwrap_or_default();
+            let _ = writeln!(stdout, "{doc}");
+            return Ok(0);
+        }
+        _ => {}
+    }
+    let ctx = Context::new(&g.root, g.systemd_cgroup)?;
+    match command {
+        Command::Create(args) => ops::create::create(&ctx, &args, false).map(|_| 0),
+        Command::Start(args) => ops::start::start(&ctx, &args).map(|_| 0),
+        Command::Run(args) => ops::run::run(&ctx, &args),
+        Command::State(args) => {
+            let state = ops::state::state(&ctx, &args)?;
+            let json = serde_json::to_string_pretty(&state).unwrap_or_default();
+            let _ = writeln!(stdout, "{json}");
+            Ok(0)
+        }
+        Command::Kill(args) => ops::kill::kill(&ctx, &args).map(|_| 0),
+        Command::Delete(args) => ops::delete::delete(&ctx, &args).map(|_| 0),
+        Command::Exec(args) => ops::exec::exec(&ctx, &args),
+        Command::Ps(args) => ops::ps::ps(&ctx, &args, stdout).map(|_| 0),
+        Command::List(args) => ops::list::list(&ctx, &args, stdout).map(|_| 0),
+        Command::Pause(args) => ops::pause::pause(&ctx, &args).map(|_| 0),
+        Command::Resume(args) => ops::resume::resume(&ctx, &args).map(|_| 0),
+        Command::Events(args) => ops::events::events(&ctx, &args, stdout).map(|_| 0),
+        Command::Update(args) => ops::update::update(&ctx, &args).map(|_| 0),
+        Command::Spec(_) | Command::Features => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,130 @@
+//! `events`: container statistics as runc's JSON events
+//! (`{"type":"stats","id":...,"data":{cpu,memory,pids,blkio}}`), the shape
+//! containerd's shim decodes. `--stats` prints one; otherwise one every
+//! `--interval` until the container stops.
+
+use std::io::Write;
+use std::time::Duration;
+
+use libcgroups::stats::{BlkioDeviceStat, MemoryData, Stats};
+use libcontainer::container::ContainerStatus;
+use serde_json::{Value, json};
+
+use super::{Context, wrong_state};
+use crate::cgroup::Cgroup;
+use crate::{Error, Result, cli};
+
+pub fn events(ctx: &Context, args: &cli::Events, out: &mut dyn Write) -> Result<()> {
+    let id = args.container_id.as_str();
+    let interval = parse_interval(&args.interval)?;
+    let container = ctx.store.load(id)?;
+    if container.status() == ContainerStatus::Stopped {
+        return Err(wrong_state("read events of", &container, ""));
+    }
+    let cgroup = Cgroup::of(&container)?;
+    loop {
+        let event = json!({ "type": "stats", "id": id, "data": runc_stats(&cgroup.stats()?) });
+        writeln!(out, "{event}")
+            .and_then(|_| out.flush())
+            .map_err(|e| Error::io("cannot write output", e))?;
+        if args.stats {
+            return Ok(());
+        }
+        std::thread::sleep(interval);
+        match ctx.store.load(id) {
+            Ok(c) if c.status() != ContainerStatus::Stopped => {}
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// "5s", "500ms", "2m", or a bare number of seconds.
+pub fn parse_interval(text: &str) -> Result<Duration> {
+    let bad = || {
+        Error::InvalidArgument(format!(
+            "--interval {text:?}: expected a duration such as 5s or 500ms"
+        ))
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn memory_entry(m: &MemoryData) -> Value {
+    json!({ "limit": m.limit, "usage": m.usage, "max": m.max_usage, "failcnt": m.fail_count })
+}
+
+fn blkio_entries(entries: &[BlkioDeviceStat]) -> Value {
+    Value::Array(
+        entries
+            .iter()
+            .map(|e| {
+                json!({ "major": e.major, "minor": e.minor,
+                        "op": e.op_type.clone().unwrap_or_default(), "value": e.value })
+            })
+            .collect(),
+    )
+}
+
+/// libcgroups' statistics in runc's field names.
+pub fn runc_stats(s: &Stats) -> Value {
+    let u = &s.cpu.usage;
+    json!({
+        "cpu": {
+            "usage": {
+                "total": u.usage_total, "kernel": u.usage_kernel, "user": u.usage_user,
+                "percpu": u.per_core_usage_total,
+                "percpu_kernel": u.per_core_usage_kernel,
+                "percpu_user": u.per_core_usage_user,
+            },
+            "throttling": {
+                "periods": s.cpu.throttling.periods,
+                "throttledPeriods": s.cpu.throttling.throttled_periods,
+                "throttledTime": s.cpu.throttling.throttled_time,
+            },
+        },
+        "memory": {
+            "cache": s.memory.cache,
+            "usage": memory_entry(&s.memory.memory),
+            "swap": memory_entry(&s.memory.memswap),
+            "kernel": memory_entry(&s.memory.kernel),
+            "kernelTCP": memory_entry(&s.memory.kernel_tcp),
+            "raw": s.memory.stats,
+        },
+        "pids": { "current": s.pids.current, "limit": s.pids.limit },
+        "blkio": {
+            "ioServiceBytesRecursive": blkio_entries(&s.blkio.service_bytes),
+            "ioServicedRecursive": blkio_entries(&s.blkio.serviced),
+        },
+        "hugetlb": {},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_interval("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_interval("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_interval("1m").unwrap(), Duration::from_secs(60));
+        for bad in ["", "0s", "fast", "5x", "-1s"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! `exec`: run another process in a running container. With an argv, the
+//! process is the container's own process (user, env, cwd, capabilities)
+//! with the given overrides, as runc does; with --process, that file as is.
+
+use std::path::PathBuf;
+
+use libcontainer::container::ContainerStatus;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process, Spec};
+
+use super::{Context, forward, reap_children, wait_exit, wrong_state};
+use crate::{Error, Result, cli, selfexe};
+
+/// Returns the exit code to exit with (0 when detached).
+pub fn exec(ctx: &Context, args: &cli::Exec) -> Result<i32> {
+    let id = args.container_id.as_str();
+    let container = ctx.store.load(id)?;
+    match container.status() {
+        ContainerStatus::Running => {}
+        ContainerStatus::Paused if args.ignore_paused => {}
+        _ => {
+            return Err(wrong_state(
+                "exec in",
+                &container,
+                " (exec needs a running container)",
+            ));
+        }
+    }
+    if args.process.is_none() && args.command.is_empty() {
+        return Err(Error::InvalidArgument(
+            "exec needs a command after the container id, or --process FILE".into(),
+        ));
+    }
+    selfexe::ensure_protected()?;
+
+    // The argv form is turned into a process file beside the container state,
+    // removed once the process has started.
+    let process_file = match &args.process {
+        Some(path) => ProcessFile::Given(path.clone()),
+        None => {
+            let process = process_from_args(&container.bundle().join("config.json"), args)?;
+            let path = ctx
+                .store
+                .dir(id)
+                .join(format!("exec-{}.json", std::process::id()));
+            let json = serde_json::to_vec(&process)
+                .map_err(|e| Error::InvalidArgument(format!("cannot encode process: {e}")))?;
+            std::fs::write(&path, json)
+                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+            ProcessFile::Temporary(path)
+        }
+    };
+
+    let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
+        .with_root_path(ctx.store.dir(id))
+        .and_then(|b| b.with_pid_file(args.pid_file.as_ref()))
+        .and_then(|b| {
+            b.with_console_socket(args.console_socket.as_ref())
+                .with_preserved_fds(args.preserve_fds)
+                .as_tenant()
+                .with_detach(args.detach)
+                .with_process(Some(process_file.path()))
+                .with_ignore_paused(args.ignore_paused)
+                .with_sub_cgroup(args.cgroup.clone())
+                .build()
+        });
+    drop(process_file);
+    let pid = match built {
+        Ok(pid) => pid,
+        Err(err) => {
+            reap_children();
+            return Err(Error::container("exec in", id, err));
+        }
+    };
+    if args.detach {
+        return Ok(0);
+    }
+    forward::to(pid);
+    wait_exit(pid)
+}
+
+enum ProcessFile {
+    Given(PathBuf),
+    Temporary(PathBuf),
+}
+
+impl ProcessFile {
+    fn path(&self) -> PathBuf {
+        match self {
+            ProcessFile::Given(p) | ProcessFile::Temporary(p) => p.clone(),
+        }
+    }
+}
+
+impl Drop for ProcessFile {
+    fn drop(&mut self) {
+        if let ProcessFile::Temporary(p) = self {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// The container's process with the command line's overrides applied.
+fn process_from_args(config: &std::path::Path, args: &cli::Exec) -> Result<Process> {
+    let spec = Spec::load(config).map_err(|e| Error::Bundle {
+        path: config.to_owned(),
+        reason: format!("cannot load: {}", crate::error::chain(&e)),
+    })?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(args.command.clone()));
+    process.set_terminal(Some(args.tty));
+    if let Some(cwd) = &args.cwd {
+        process.set_cwd(cwd.clone());
+    }
+    if !args.env.is_empty() {
+        let mut env = process.env().clone().unwrap_or_default();
+        for kv in &args.env {
+            if !kv.contains('=') {
+                return Err(Error::InvalidArgument(format!(
+                    "--env {kv:?}: expected KEY=VALUE"
+                )));
+            }
+            let key = &kv[..=kv.find('=').unwrap_or(0)];
+            env.retain(|e| !e.starts_with(key));
+            env.push(kv.clone());
+        }
+        process.set_env(Some(env));
+    }
+    if let Some(user) = &args.user {
+        let (uid, gid) = parse_user(user)?;
+        let u = process.user_mut();
+        u.set_uid(uid);
+        u.set_gid(gid.unwrap_or(uid));
+    }
+    if !args.additional_gids.is_empty() {
+        process
+            .user_mut()
+            .set_additional_gids(Some(args.additional_gids.clone()));
+    }
+    if args.no_new_privs {
+        process.set_no_new_privileges(Some(true));
+    }
+    if !args.cap.is_empty() {
+        let added = args
+            .cap
+            .iter()
+            .map(|c| parse_capability(c))
+            .collect::<Result<Vec<_>>>()?;
+        let mut caps = process.capabilities().clone().unwrap_or_default();
+        let extend = |set: &Option<Capabilities>| {
+            let mut set = set.clone().unwrap_or_default();
+            set.extend(added.iter().copied());
+            Some(set)
+        };
+        let (b, e, p) = (
+            extend(caps.bounding()),
+            extend(caps.effective()),
+            extend(caps.permitted()),
+        );
+        caps = LinuxCapabilities::default();
+        caps.set_bounding(b);
+        caps.set_effective(e);
+        caps.set_permitted(p);
+        process.set_capabilities(Some(caps));
+    }
+    Ok(process)
+}
+
+fn parse_user(user: &str) -> Result<(u32, Option<u32>)> {
+    let bad = || {
+        Error::InvalidArgument(format!(
+            "--user {user:?}: expected UID or UID:GID (numbers)"
+        ))
+    };
+    let mut parts = user.splitn(2, ':');
+    let uid = parts.next().unwrap_or("").parse().map_err(|_| bad())?;
+    let gid = parts
+        .next()
+        .map(|g| g.parse().map_err(|_| bad()))
+        .transpose()?;
+    Ok((uid, gid))
+}
+
+fn parse_capability(name: &str) -> Result<Capability> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    serde_json::from_value(serde_json::Value::String(full))
+        .map_err(|_| Error::InvalidArgument(format!("--cap {name:?}: unknown capability")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users() {
+        assert_eq!(parse_user("1000").unwrap(), (1000, None));
+        assert_eq!(parse_user("1000:100").unwrap(), (1000, Some(100)));
+        assert!(parse_user("bob").is_err());
+    }
+
+    #[test]
+    fn capabilities() {
+        assert_eq!(parse_capability("net_admin").unwrap(), Capability::NetAdmin);
+        assert_eq!(parse_capability("CAP_KILL").unwrap(), Capability::Kill);
+        assert!(parse_capability("CAP_FLY").is_err());
+    }
+}

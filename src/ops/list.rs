@@ -1,0 +1,51 @@
+//! `list`: every container in the state root.
+
+use std::io::Write;
+
+use super::Context;
+use super::state::State;
+use crate::cli::{self, ListFormat};
+use crate::{Error, Result};
+
+pub fn list(ctx: &Context, args: &cli::List, out: &mut dyn Write) -> Result<()> {
+    // A container that vanishes or is half-created while we look is skipped.
+    let states: Vec<State> = ctx
+        .store
+        .ids()?
+        .iter()
+        .filter_map(|id| ctx.store.load(id).ok())
+        .map(|c| State::of(&c))
+        .collect();
+    let write_err = |e| Error::io("cannot write output", e);
+    if args.quiet {
+        for s in &states {
+            writeln!(out, "{}", s.id).map_err(write_err)?;
+        }
+        return Ok(());
+    }
+    if args.format == ListFormat::Json {
+        let json = serde_json::to_string(&states).unwrap_or_else(|_| "[]".into());
+        return writeln!(out, "{json}").map_err(write_err);
+    }
+    let width = states.iter().map(|s| s.id.len()).max().unwrap_or(0).max(2);
+    writeln!(
+        out,
+        "{:<width$}   {:<8} {:<8} {:<40} {:<32} OWNER",
+        "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+    )
+    .map_err(write_err)?;
+    for s in &states {
+        writeln!(
+            out,
+            "{:<width$}   {:<8} {:<8} {:<40} {:<32} {}",
+            s.id,
+            s.pid,
+            s.status,
+            s.bundle.display(),
+            s.created,
+            s.owner
+        )
+        .map_err(write_err)?;
+    }
+    Ok(())
+}

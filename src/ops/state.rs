@@ -1,0 +1,57 @@
+//! `state`: the OCI state of a container as JSON.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use libcontainer::container::Container;
+use serde::Serialize;
+
+use super::{Context, status_word};
+use crate::{Result, cli};
+
+/// The OCI state, plus runc's extra fields (rootfs, created, owner).
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    pub status: &'static str,
+    pub bundle: PathBuf,
+    pub created: String,
+    pub owner: String,
+    pub annotations: HashMap<String, String>,
+}
+
+impl State {
+    pub fn of(c: &Container) -> State {
+        let status = c.status();
+        let stopped = status == libcontainer::container::ContainerStatus::Stopped;
+        State {
+            oci_version: c.state.oci_version.clone(),
+            id: c.id().to_owned(),
+            // The OCI state has a pid only while the process exists.
+            pid: if stopped {
+                0
+            } else {
+                c.pid().map(|p| p.as_raw()).unwrap_or(0)
+            },
+            status: status_word(status),
+            bundle: c.bundle().clone(),
+            created: c
+                .created()
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+                .unwrap_or_default(),
+            owner: c
+                .creator()
+                .map(|o| o.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            annotations: c.state.annotations.clone().unwrap_or_default(),
+        }
+    }
+}
+
+pub fn state(ctx: &Context, args: &cli::Id) -> Result<State> {
+    let container = ctx.store.load(&args.container_id)?;
+    Ok(State::of(&container))
+}
