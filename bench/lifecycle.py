@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Lifecycle benchmark: `RUNTIME run` of `true` on the busybox bundle
+(create, start, wait, delete in one command), sbx-oci against a reference
+runtime (runc by default), alternated run by run so both see the same machine.
+
+Prints each runtime's median, p10/p90, the ratio of medians, and the peak RSS
+of one run: the largest single process, as GNU time's %M reports it (measured
+in separate runs launched by /usr/bin/time, whose own ~1 MB is the floor; a
+launcher forked from Python would add Python's RSS).
+
+    python3 bench/lifecycle.py [--runs 200] [--sbx target/release/sbx-oci]
+                               [--ref runc] [--also NAME=PATH ...]
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import json
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+def one_run(binary, root, bundle, cid):
+    """Runs `binary run` once; returns its wall time in seconds."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [binary, "--root", root, "run", "--bundle", bundle, cid],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()
+        sys.exit(f"{binary} run failed with {proc.returncode}: {err}")
+    return elapsed
+
+
+def peak_rss_kib(binary, root, bundle, cid):
+    """Peak RSS (KiB) of the largest process of one `run`, via GNU time."""
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", binary, "--root", root, "run", "--bundle", bundle, cid],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+    return int(proc.stderr.decode().strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=200, help="runs per runtime")
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--sbx", default=os.path.join(REPO, "target/release/sbx-oci"))
+    ap.add_argument("--ref", default=shutil.which("runc") or "runc",
+                    help="reference runtime (runc)")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
+                    help="another runtime to measure alongside")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root")
+
+    runtimes = [("sbx-oci", os.path.abspath(args.sbx)), ("runc", args.ref)]
+    for extra in args.also:
+        name, _, path = extra.partition("=")
+        runtimes.append((name, path))
+    for name, path in runtimes:
+        if not shutil.which(path):
+            sys.exit(f"{name}: {path} not found")
+
+    work = tempfile.mkdtemp(prefix="sbx-bench-")
+    try:
+        bundle = os.path.join(work, "bundle")
+        subprocess.run([os.path.join(REPO, "bundles/busybox.sh"), bundle], check=True)
+        cfg_path = os.path.join(bundle, "config.json")
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+        cfg["process"]["args"] = ["true"]
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f)
+
+        times = {name: [] for name, _ in runtimes}
+        rss = {name: None for name, _ in runtimes}
+        total = args.warmup + args.runs
+        for i in range(total):
+            # Rotate the order so no runtime always runs right after another.
+            order = runtimes[i % len(runtimes):] + runtimes[:i % len(runtimes)]
+            for name, path in order:
+                root = os.path.join(work, "root-" + name)
+                secs = one_run(path, root, bundle, f"sbx-bench-{i}")
+                if i >= args.warmup:
+                    times[name].append(secs)
+        if os.path.exists("/usr/bin/time"):
+            for i in range(10):
+                for name, path in runtimes:
+                    root = os.path.join(work, "root-" + name)
+                    kib = peak_rss_kib(path, root, bundle, f"sbx-rss-{i}")
+                    rss[name] = max(rss[name] or 0, kib)
+        else:
+            print("peak RSS not measured: /usr/bin/time missing (apt-get install time)")
+
+        ref = statistics.median(times["runc"])
+        results = {}
+        print(f"{'runtime':<10} {'median':>9} {'p10':>9} {'p90':>9} {'peak RSS':>9} {'vs runc':>8}")
+        for name, _ in runtimes:
+            t = sorted(times[name])
+            med = statistics.median(t)
+            p10 = t[len(t) // 10]
+            p90 = t[(len(t) * 9) // 10]
+            mb = rss[name] / 1024 if rss[name] else None
+            results[name] = {"median_ms": med * 1e3, "p10_ms": p10 * 1e3, "p90_ms": p90 * 1e3,
+                             "peak_rss_mb": mb, "ratio": med / ref}
+            shown = f"{mb:7.1f}MB" if mb else "    n/a  "
+            print(f"{name:<10} {med*1e3:8.2f}ms {p10*1e3:8.2f}ms {p90*1e3:8.2f}ms "
+                  f"{shown} {med/ref:7.2f}x")
+        print(f"sbx-oci/runc median ratio: {results['sbx-oci']['ratio']:.2f} "
+              f"({args.runs} alternated runs each of `run` with `true`)")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
