@@ -156,6 +156,6 @@ mod tests {
         assert_eq!(m.limit(), Some(64 << 20));
         assert_eq!(m.swap(), Some(5));
         assert_eq!(r.cpu().as_ref().unwrap().shares(), Some(2));
-        assert_eq!(r.pids().as_ref().unwrap().limit(), Some(32));
+        assert_eq!(r.pids().as_ref().unwrap().limit(), 32);
     }
 }

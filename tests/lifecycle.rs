@@ -1,0 +1,340 @@
+//! The OCI lifecycle through the real binary: state at every step, exit
+//! status passthrough, output, exec, ps, pause/resume, update, events.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Env, cgroup_file, read_in};
+use serde_json::Value;
+
+/// created -> running -> stopped -> deleted, with the OCI state checked at
+/// each step (runtime-spec runtime.md "State").
+#[test]
+fn lifecycle_states() {
+    let mut env = Env::new("life");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["sleep", "60"]);
+    let pid_file = env.dir.join("init.pid");
+    env.ok(&[
+        "create",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ]);
+
+    let state = env.state(&id);
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["id"], Value::from(id.as_str()));
+    assert_eq!(state["bundle"], Value::from(bundle.to_str().unwrap()));
+    assert!(state["ociVersion"].as_str().unwrap().starts_with("1."));
+    assert!(state["annotations"].is_object());
+    let pid = state["pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    let written: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(written, pid, "--pid-file holds the init pid");
+    // The process exists but the user's program has not run yet.
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+
+    env.ok(&["start", &id]);
+    let state = env.state(&id);
+    assert_eq!(state["status"], "running");
+    assert_eq!(state["pid"].as_i64().unwrap(), pid);
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(cmdline.starts_with("sleep\060"), "{cmdline:?}");
+
+    let list = env.ok(&["list", "--format", "json"]);
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list[0]["id"], Value::from(id.as_str()));
+    assert_eq!(list[0]["status"], "running");
+    assert_eq!(env.ok(&["list", "-q"]).trim(), id);
+
+    env.ok(&["kill", &id, "KILL"]);
+    env.wait_status(&id, "stopped");
+    assert_eq!(env.state(&id)["pid"], 0);
+
+    env.ok(&["delete", &id]);
+    env.assert_gone(&id);
+    env.fails(&["state", &id], "does not exist");
+}
+
+/// `run` exits with the container's status; 128+N when killed by signal N.
+#[test]
+fn run_exit_status_passthrough() {
+    let mut env = Env::new("exit");
+    for (name, script, expected) in [
+        ("three", "exit 3", 3),
+        ("zero", "true", 0),
+        ("killed", "sh -c 'kill -9 $$'; exit $?", 137),
+    ] {
+        let id = env.id(name);
+        let bundle = env.bundle(&id, &["sh", "-c", script]);
+        let out = env.sbx(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+        assert_eq!(out.status.code(), Some(expected), "{script}");
+        env.assert_gone(&id);
+    }
+}
+
+/// A foreground `run` passes signals on to the container, and reports a
+/// container killed by SIGKILL as 137.
+#[test]
+fn run_forwards_signals_and_reports_kill() {
+    let mut env = Env::new("sig");
+    for (name, how, expected) in [("forward", "TERM", 7), ("sigkill", "KILL", 137)] {
+        let id = env.id(name);
+        let bundle = env.bundle(&id, &["sh", "-c", "trap 'exit 7' TERM; sleep 60 & wait"]);
+        let mut run = env
+            .command(&["run", "--bundle", bundle.to_str().unwrap(), &id])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        env.wait_status(&id, "running");
+        std::thread::sleep(Duration::from_millis(100)); // let the trap be set
+        if how == "TERM" {
+            // To the `run` process, which passes it on.
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(run.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+        } else {
+            env.ok(&["kill", &id, how]);
+        }
+        assert_eq!(run.wait().unwrap().code(), Some(expected), "{how}");
+        env.assert_gone(&id);
+    }
+}
+
+/// The container's stdout and stderr reach the caller, separately and live.
+#[test]
+fn run_stdout_stderr_reach_caller() {
+    let mut env = Env::new("stdio");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["sh", "-c", "echo to-out; echo to-err >&2; cat"]);
+    let mut child = env
+        .command(&["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from-stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "to-out\nfrom-stdin\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "to-err\n");
+    env.assert_gone(&id);
+}
+
+/// exec: output, exit status, same pid namespace; ps lists both processes.
+#[test]
+fn exec_and_ps() {
+    let mut env = Env::new("exec");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["sleep", "60"]);
+    env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
+    assert_eq!(env.status(&id), "running");
+
+    let out = env.sbx(&["exec", &id, "sh", "-c", "echo hello from exec; exit 5"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from exec\n");
+
+    // Same pid namespace: the init is pid 1 as seen from the exec'd process.
+    let out = env.ok(&["exec", &id, "cat", "/proc/1/cmdline"]);
+    assert_eq!(out, "sleep\u{0}60\u{0}");
+    let out = env.ok(&[
+        "exec",
+        "--env",
+        "GREETING=hi",
+        "--cwd",
+        "/tmp",
+        &id,
+        "sh",
+        "-c",
+        "echo $GREETING $PWD",
+    ]);
+    assert_eq!(out, "hi /tmp\n");
+
+    env.ok(&["exec", "--detach", &id, "sleep", "30"]);
+    let pids: Vec<i32> = serde_json::from_str(&env.ok(&["ps", "--format", "json", &id])).unwrap();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert!(pids.contains(&env.pid(&id)));
+    let table = env.ok(&["ps", &id]);
+    assert!(table.lines().next().unwrap().contains("PID"));
+    assert!(
+        table.contains("sleep 60") && table.contains("sleep 30"),
+        "{table}"
+    );
+
+    env.fails(&["exec", &id], "needs a command");
+    env.ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+}
+
+/// pause freezes the container (a counter it writes stops advancing);
+/// resume thaws it.
+#[test]
+fn pause_freezes_and_resume_thaws() {
+    let mut env = Env::new("pause");
+    let id = env.id("c");
+    let script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.01; done";
+    let bundle = env.bundle(&id, &["sh", "-c", script]);
+    env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
+    let pid = env.pid(&id);
+    let count = || -> u64 {
+        read_in(pid, "/tmp/count")
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(count() > 0, "the counter runs");
+
+    env.ok(&["pause", &id]);
+    assert_eq!(env.status(&id), "paused");
+    assert_eq!(cgroup_file("freezer", &id, "freezer.state"), "FROZEN");
+    let frozen = count();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(), frozen, "a paused container does not run");
+    env.fails(&["pause", &id], "it is paused");
+    env.fails(&["exec", &id, "true"], "it is paused");
+
+    env.ok(&["resume", &id]);
+    assert_eq!(env.status(&id), "running");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(count() > frozen, "resumed container runs again");
+    env.fails(&["resume", &id], "it is running");
+
+    // SIGKILL reaches a paused container too (the freezer is thawed for it).
+    env.ok(&["pause", &id]);
+    env.ok(&["kill", &id, "9"]);
+    env.wait_status(&id, "stopped");
+    env.ok(&["delete", &id]);
+    env.assert_gone(&id);
+}
+
+/// update changes limits that read back from cgroupfs, from flags and from
+/// an OCI resources file.
+#[test]
+fn update_changes_cgroup_limits() {
+    let mut env = Env::new("update");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["sleep", "60"]);
+    env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
+
+    env.ok(&["update", "--memory", "64m", "--pids-limit", "20", &id]);
+    assert_eq!(
+        cgroup_file("memory", &id, "memory.limit_in_bytes"),
+        "67108864"
+    );
+    assert_eq!(cgroup_file("pids", &id, "pids.max"), "20");
+
+    let resources = env.dir.join("resources.json");
+    std::fs::write(
+        &resources,
+        r#"{"cpu": {"shares": 512, "quota": 50000, "period": 100000}, "pids": {"limit": 33}}"#,
+    )
+    .unwrap();
+    env.ok(&["update", "--resources", resources.to_str().unwrap(), &id]);
+    assert_eq!(cgroup_file("cpu", &id, "cpu.shares"), "512");
+    assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_quota_us"), "50000");
+    assert_eq!(cgroup_file("pids", &id, "pids.max"), "33");
+    // The memory limit set before is untouched.
+    assert_eq!(
+        cgroup_file("memory", &id, "memory.limit_in_bytes"),
+        "67108864"
+    );
+
+    env.fails(&["update", "--memory", "lots", &id], "--memory \"lots\"");
+    std::fs::write(&resources, "not json").unwrap();
+    env.fails(
+        &["update", "--resources", resources.to_str().unwrap(), &id],
+        "not a JSON object",
+    );
+
+    env.ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+}
+
+/// events --stats reports the container's real memory, cpu and pids figures.
+#[test]
+fn events_stats_report_real_usage() {
+    let mut env = Env::new("events");
+    let id = env.id("c");
+    // Burn some CPU and hold some memory, then idle.
+    let script = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; \
+                  dd if=/dev/zero of=/dev/shm/blob bs=1M count=8 2>/dev/null; sleep 60";
+    let bundle = env.bundle(&id, &["sh", "-c", script]);
+    env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
+    let pid = env.pid(&id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while read_in(pid, "/dev/shm/blob").map(|_| ()).is_none()
+        || std::fs::metadata(format!("/proc/{pid}/root/dev/shm/blob"))
+            .unwrap()
+            .len()
+            < 8 << 20
+    {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let event: Value = serde_json::from_str(&env.ok(&["events", "--stats", &id])).unwrap();
+    assert_eq!(event["type"], "stats");
+    assert_eq!(event["id"], Value::from(id.as_str()));
+    let data = &event["data"];
+    let mem = data["memory"]["usage"]["usage"].as_u64().unwrap();
+    assert!(
+        mem >= 8 << 20,
+        "memory usage {mem} includes the 8 MiB in /dev/shm"
+    );
+    let expected_mem: u64 = cgroup_file("memory", &id, "memory.usage_in_bytes")
+        .parse()
+        .unwrap();
+    assert!(
+        mem.abs_diff(expected_mem) < 4 << 20,
+        "{mem} vs cgroupfs {expected_mem}"
+    );
+    let cpu = data["cpu"]["usage"]["total"].as_u64().unwrap();
+    assert!(cpu > 1_000_000, "cpu usage {cpu} ns");
+    assert!(data["pids"]["current"].as_u64().unwrap() >= 1);
+
+    env.fails(&["events", "--interval", "soon", &id], "--interval");
+    env.ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+}
+
+/// kill by name and number, and --all reaches every process.
+#[test]
+fn kill_signals_and_all() {
+    let mut env = Env::new("kill");
+    let id = env.id("c");
+    // The init ignores TERM; a second process does not.
+    let bundle = env.bundle(
+        &id,
+        &["sh", "-c", "trap '' TERM; sleep 60 & wait; sleep 60"],
+    );
+    env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
+    std::thread::sleep(Duration::from_millis(100));
+    env.ok(&["kill", &id, "SIGTERM"]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(env.status(&id), "running", "TERM is ignored by the init");
+    env.fails(&["kill", &id, "SIGFOO"], "invalid signal");
+
+    env.ok(&["kill", "--all", &id, "9"]);
+    env.wait_status(&id, "stopped");
+    env.fails(&["kill", &id, "15"], "it is stopped");
+    env.ok(&["delete", &id]);
+    env.assert_gone(&id);
+}
