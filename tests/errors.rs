@@ -1,0 +1,275 @@
+//! Every bad input gives one clear line on stderr (and a JSON error line in
+//! --log), exits non-zero, and leaves nothing behind.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+
+use common::Env;
+use serde_json::Value;
+
+#[test]
+fn unknown_id() {
+    let env = Env::new("unknown");
+    let id = env.id("ghost");
+    for cmd in [
+        vec!["state", id.as_str()],
+        vec!["start", id.as_str()],
+        vec!["kill", id.as_str(), "9"],
+        vec!["delete", id.as_str()],
+        vec!["pause", id.as_str()],
+        vec!["resume", id.as_str()],
+        vec!["ps", id.as_str()],
+        vec!["events", "--stats", id.as_str()],
+        vec!["update", "--memory", "1m", id.as_str()],
+        vec!["exec", id.as_str(), "true"],
+    ] {
+        env.fails(&cmd, &format!("container \"{id}\" does not exist"));
+    }
+    // containerd's shim deletes twice; the second, forced, must succeed.
+    env.ok(&["delete", "--force", &id]);
+    assert_eq!(env.ok(&["list", "-q"]), "");
+}
+
+#[test]
+fn invalid_ids() {
+    let mut env = Env::new("badid");
+    let bundle = env.bundle("unused", &["true"]);
+    let b = bundle.to_str().unwrap();
+    for (id, why) in [
+        ("a/b", "character '/' is not allowed"),
+        ("..", "'.' and '..' are not allowed"),
+        ("", "it is empty"),
+        ("x y", "character ' ' is not allowed"),
+    ] {
+        env.fails(
+            &["create", "--bundle", b, id],
+            &format!("invalid container id {id:?}: {why}"),
+        );
+        env.fails(&["state", id], "invalid container id");
+        env.fails(&["delete", "--force", id], "invalid container id");
+    }
+    assert!(!env.root.exists() || std::fs::read_dir(&env.root).unwrap().count() == 0);
+}
+
+#[test]
+fn missing_bundle_and_config() {
+    let mut env = Env::new("nobundle");
+    let id = env.id("c");
+    let missing = env.dir.join("no-such-bundle");
+    env.fails(
+        &["create", "--bundle", missing.to_str().unwrap(), &id],
+        "cannot open the bundle directory",
+    );
+    let empty = env.dir.join("empty-bundle");
+    std::fs::create_dir_all(&empty).unwrap();
+    env.fails(
+        &["create", "--bundle", empty.to_str().unwrap(), &id],
+        "no config.json in it",
+    );
+    env.assert_gone(&id);
+    let _ = env.bundle(&id, &["true"]); // registers the cgroup for the final check
+}
+
+#[test]
+fn malformed_config() {
+    let mut env = Env::new("badcfg");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["true"]);
+    let b = bundle.to_str().unwrap();
+
+    std::fs::write(bundle.join("config.json"), "{ this is not json").unwrap();
+    env.fails(
+        &["create", "--bundle", b, &id],
+        "config.json is not a valid OCI config",
+    );
+    env.assert_gone(&id);
+
+    std::fs::write(
+        bundle.join("config.json"),
+        r#"{"ociVersion": "1.0.2", "root": {"path": 5}}"#,
+    )
+    .unwrap();
+    env.fails(
+        &["run", "--bundle", b, &id],
+        "config.json is not a valid OCI config",
+    );
+    env.assert_gone(&id);
+}
+
+#[test]
+fn missing_rootfs() {
+    let mut env = Env::new("norootfs");
+    let id = env.id("c");
+    let bundle = env.bundle_with(&id, &["true"], |c| {
+        c["root"]["path"] = Value::from("/nonexistent/rootfs");
+    });
+    env.fails(
+        &["create", "--bundle", bundle.to_str().unwrap(), &id],
+        "root.path /nonexistent/rootfs does not exist",
+    );
+    env.assert_gone(&id);
+}
+
+#[test]
+fn command_that_cannot_start() {
+    let mut env = Env::new("noexec");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["/no/such/program"]);
+    let err = env.fails(
+        &["run", "--bundle", bundle.to_str().unwrap(), &id],
+        "/no/such/program",
+    );
+    assert!(err.contains(&id), "{err}");
+    env.assert_gone(&id);
+}
+
+#[test]
+fn duplicate_create() {
+    let mut env = Env::new("dup");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["sleep", "60"]);
+    let b = bundle.to_str().unwrap();
+    env.ok(&["create", "--bundle", b, &id]);
+    env.fails(
+        &["create", "--bundle", b, &id],
+        &format!("container \"{id}\" already exists"),
+    );
+    assert_eq!(
+        env.status(&id),
+        "created",
+        "the first container is untouched"
+    );
+    env.ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+}
+
+/// Two creates of one id at the same moment: exactly one wins.
+#[test]
+fn concurrent_create_of_one_id() {
+    let mut env = Env::new("race");
+    for round in 0..5 {
+        let id = env.id(&format!("r{round}"));
+        let bundle = env.bundle(&id, &["sleep", "60"]);
+        let env_ref = &env;
+        let barrier = Arc::new(Barrier::new(2));
+        let outcomes: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    let barrier = Arc::clone(&barrier);
+                    let (id, bundle) = (id.clone(), bundle.clone());
+                    s.spawn(move || {
+                        barrier.wait();
+                        env_ref.sbx(&["create", "--bundle", bundle.to_str().unwrap(), &id])
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let wins = outcomes.iter().filter(|o| o.status.success()).count();
+        assert_eq!(wins, 1, "round {round}: exactly one create wins");
+        let loser = outcomes.iter().find(|o| !o.status.success()).unwrap();
+        let err = String::from_utf8_lossy(&loser.stderr);
+        assert!(err.contains("already exists"), "{err}");
+        assert_eq!(env.status(&id), "created");
+        env.ok(&["delete", "--force", &id]);
+        env.assert_gone(&id);
+    }
+}
+
+/// The OCI state machine: start only from created, delete only when stopped
+/// (unless --force), pause only when running.
+#[test]
+fn operations_in_the_wrong_state() {
+    let mut env = Env::new("state");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["sleep", "60"]);
+    env.ok(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
+    env.fails(
+        &["delete", &id],
+        "it is created (stop it first, or use delete --force)",
+    );
+    env.fails(&["pause", &id], "only a running container can be paused");
+    env.ok(&["start", &id]);
+    env.fails(
+        &["start", &id],
+        &format!("cannot start container \"{id}\": it is running"),
+    );
+    env.fails(
+        &["delete", &id],
+        "it is running (stop it first, or use delete --force)",
+    );
+    assert_eq!(
+        env.status(&id),
+        "running",
+        "a refused delete changes nothing"
+    );
+    env.ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+}
+
+/// containerd shows only the --log file: the error is there as runc's JSON.
+#[test]
+fn errors_reach_the_json_log() {
+    let mut env = Env::new("log");
+    let id = env.id("c");
+    let bundle = env.bundle_with(&id, &["true"], |c| {
+        c["root"]["path"] = Value::from("/nonexistent/rootfs");
+    });
+    let log = env.dir.join("log.json");
+    let out = env.sbx(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error");
+    let msg = last["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("root.path /nonexistent/rootfs does not exist"),
+        "{msg}"
+    );
+    assert_eq!(stderr.trim(), format!("sbx-oci: {msg}"));
+    chrono_like(last["time"].as_str().unwrap());
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).expect("every log line is JSON");
+        assert!(v["level"].is_string() && v["msg"].is_string() && v["time"].is_string());
+    }
+    env.assert_gone(&id);
+}
+
+fn chrono_like(time: &str) {
+    assert!(
+        time.len() > 20 && time.as_bytes()[4] == b'-' && time.contains('T'),
+        "{time}"
+    );
+}
+
+#[test]
+fn systemd_cgroup_without_systemd() {
+    if std::path::Path::new("/run/systemd/system").exists() {
+        return; // this check is about hosts without systemd
+    }
+    let env = Env::new("systemd");
+    env.fails(
+        &["--systemd-cgroup", "list"],
+        "--systemd-cgroup needs systemd running as init",
+    );
+}
+
+#[test]
+fn bad_arguments() {
+    let env = Env::new("args");
+    env.fails(&["exec", "x", "--user", "bob", "true"], "does not exist");
+    let out = env.sbx(&["create"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CONTAINER_ID"));
+}

