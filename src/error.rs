@@ -40,11 +40,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("{op} container {id:?}: {}", chain(source))]
+    #[error("{op} container {id:?}: {}", chain(source.as_ref()))]
     Container {
         op: &'static str,
         id: String,
-        source: LibcontainerError,
+        source: Box<LibcontainerError>,
     },
 
     #[error("cgroup of container {id:?}: {message}")]
@@ -66,7 +66,7 @@ impl Error {
         Error::Container {
             op,
             id: id.to_owned(),
-            source,
+            source: Box::new(source),
         }
     }
 }

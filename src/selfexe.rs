@@ -57,12 +57,11 @@ pub fn ensure_protected() -> Result<()> {
 /// Whether `exe` can never be opened for writing: a file on a read-only
 /// overlayfs, or a write-sealed memfd.
 pub fn is_protected(exe: &File) -> bool {
-    if let Ok(fs) = fstatfs(exe.as_fd()) {
-        if fs.filesystem_type() == OVERLAYFS_SUPER_MAGIC
-            && fs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY)
-        {
-            return true;
-        }
+    if let Ok(fs) = fstatfs(exe.as_fd())
+        && fs.filesystem_type() == OVERLAYFS_SUPER_MAGIC
+        && fs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY)
+    {
+        return true;
     }
     match fcntl(exe.as_raw_fd(), FcntlArg::F_GET_SEALS) {
         Ok(bits) => SealFlag::from_bits_truncate(bits).contains(SealFlag::F_SEAL_WRITE),

@@ -147,10 +147,10 @@ fn rootfs_with_libraries_of(env: &Env, binary: &Path) -> std::path::PathBuf {
 fn wait_for(path: &Path, needle: &str, limit: Duration) -> String {
     let deadline = Instant::now() + limit;
     loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if text.contains(needle) {
-                return text;
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && text.contains(needle)
+        {
+            return text;
         }
         assert!(
             Instant::now() < deadline,

@@ -48,7 +48,7 @@ fn lifecycle_states() {
     assert_eq!(state["status"], "running");
     assert_eq!(state["pid"].as_i64().unwrap(), pid);
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
-    assert!(cmdline.starts_with("sleep\060"), "{cmdline:?}");
+    assert!(cmdline.starts_with("sleep\u{0}60"), "{cmdline:?}");
 
     let list = env.ok(&["list", "--format", "json"]);
     let list: Value = serde_json::from_str(&list).unwrap();
