@@ -5,10 +5,11 @@
 //! - [`cli`]: clap definitions of runc's command line; parsing only.
 //! - [`ops`]: one module per OCI operation (create, start, run, ...).
 //! - effects at the edge: [`store`] (the state directory), [`selfexe`] (the
-//!   runtime binary's protection), [`cgroup`], [`logging`], libcontainer itself.
+//!   runtime binary's protection), [`cgroup`], [`logging`], [`copyup`], libcontainer itself.
 
 pub mod cgroup;
 pub mod cli;
+pub mod copyup;
 pub mod error;
 pub mod logging;
 pub mod ops;

@@ -8,7 +8,7 @@ use libcontainer::syscall::syscall::SyscallType;
 
 use super::{Context, reap_children};
 use crate::cli;
-use crate::{Error, Result, selfexe};
+use crate::{Error, Result, copyup, selfexe};
 
 /// Creates the container. `foreground` keeps the caller's terminal and makes
 /// the init process our child (for `run` without --detach).
@@ -20,20 +20,32 @@ pub fn create(ctx: &Context, args: &cli::Create, foreground: bool) -> Result<Con
     // Claiming first makes a concurrent create of the same id fail here, before
     // any work, and is released (with whatever is below it) on every error.
     let claim = ctx.store.claim(id)?;
+    // Only a config using runc's tmpcopyup is rewritten (see `copyup`).
+    let copyup = copyup::prepare(&bundle, &ctx.store.dir(id).join("@bundle"))?;
+    let lib_bundle = copyup
+        .as_ref()
+        .map_or(bundle.as_path(), |p| p.shadow_bundle());
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(ctx.store.dir(id))
         .and_then(|b| b.with_pid_file(args.pid_file.as_ref()))
         .map(|b| {
             b.with_console_socket(args.console_socket.as_ref())
                 .with_preserved_fds(args.preserve_fds)
-                .as_init(&bundle)
+                .as_init(lib_bundle)
                 .with_systemd(ctx.systemd_cgroup)
                 .with_detach(!foreground)
                 .with_no_pivot(args.no_pivot)
         })
         .and_then(|b| b.build());
     match built {
-        Ok(container) => {
+        Ok(mut container) => {
+            if let Some(plan) = copyup
+                && let Err(err) = plan.finish(&mut container)
+            {
+                let _ = container.delete(true);
+                reap_children();
+                return Err(err);
+            }
             claim.keep();
             Ok(container)
         }

@@ -1,0 +1,321 @@
+//! runc's `tmpcopyup` mount option: a tmpfs mounted over a directory of the
+//! rootfs starts with a copy of that directory's content. podman adds it to
+//! every tmpfs it asks for (`--tmpfs`, and /tmp, /run, /var/tmp of
+//! `--read-only`).
+//!
+//! libcontainer 0.7 does not know the option and hands it to mount(2) as
+//! tmpfs data, which fails with EINVAL. So, only for a config.json that uses
+//! it, `create` gives libcontainer a copy of the config without the option
+//! (in our state directory, with root.path made absolute) and, once the
+//! container is created and before its process starts, copies each such
+//! directory from the rootfs into the container's tmpfs through
+//! `/proc/<pid>/root`. Both sides are opened with `RESOLVE_IN_ROOT` and walked
+//! without following symlinks, so the image's content cannot lead the copy out
+//! of either root. Entries already in the tmpfs (mount points libcontainer
+//! created for nested mounts) are left alone, and the copy never descends into
+//! another file system.
+//!
+//! Differences from runc: createRuntime/createContainer hooks see the
+//! rewritten bundle's path (the stored state names the real bundle), and a
+//! read-only tmpfs with tmpcopyup is refused.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::Container;
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlinkat};
+use nix::sys::stat::{
+    FchmodatFlags, Mode, SFlag, fchmod, fchmodat, fstat, fstatat, mkdirat, mknodat,
+};
+use nix::sys::statfs::{TMPFS_MAGIC, fstatfs};
+use nix::unistd::{Gid, Uid, fchown, fchownat, symlinkat};
+use serde_json::Value;
+
+use crate::{Error, Result};
+
+const OPTION: &str = "tmpcopyup";
+
+/// What `create` must do for a bundle whose config uses tmpcopyup.
+pub struct Plan {
+    bundle: PathBuf,
+    shadow: PathBuf,
+    rootfs: PathBuf,
+    dests: Vec<String>,
+}
+
+impl Plan {
+    /// The bundle directory to give libcontainer.
+    pub fn shadow_bundle(&self) -> &Path {
+        &self.shadow
+    }
+
+    /// After libcontainer created the container: record the real bundle,
+    /// drop the rewritten config and fill the tmpfs mounts.
+    pub fn finish(self, container: &mut Container) -> Result<()> {
+        let id = container.id().to_owned();
+        container.state.bundle = self.bundle.clone();
+        container
+            .save()
+            .map_err(|e| Error::container("create", &id, e))?;
+        let _ = std::fs::remove_dir_all(&self.shadow);
+        let pid = container.pid().ok_or_else(|| {
+            Error::InvalidArgument(format!("container {id:?} has no init process to copy into"))
+        })?;
+        let target_root = PathBuf::from(format!("/proc/{pid}/root"));
+        for dest in &self.dests {
+            copy_up(&self.rootfs, &target_root, dest).map_err(|e| {
+                Error::io(format!("tmpcopyup of {dest} in container {id:?}"), e.into())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Returns `None` (the common case, decided by a substring test) when the
+/// bundle's config.json does not use tmpcopyup; otherwise writes the
+/// rewritten config into `shadow` and returns the plan.
+pub fn prepare(bundle: &Path, shadow: &Path) -> Result<Option<Plan>> {
+    let path = bundle.join("config.json");
+    let bytes = std::fs::read(&path)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    if !bytes.windows(OPTION.len()).any(|w| w == OPTION.as_bytes()) {
+        return Ok(None);
+    }
+    let bad = |reason: String| Error::Bundle {
+        path: bundle.to_owned(),
+        reason,
+    };
+    let mut spec: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| bad(format!("config.json is not valid JSON: {e}")))?;
+    let dests = strip(&mut spec).map_err(bad)?;
+    if dests.is_empty() {
+        return Ok(None);
+    }
+    let root = spec
+        .pointer_mut("/root/path")
+        .ok_or_else(|| bad("config.json has no root.path".into()))?;
+    let rootfs = bundle.join(root.as_str().unwrap_or_default());
+    *root = Value::String(rootfs.to_string_lossy().into_owned());
+
+    std::fs::create_dir(shadow)
+        .map_err(|e| Error::io(format!("cannot create {}", shadow.display()), e))?;
+    let out = shadow.join("config.json");
+    let json = serde_json::to_vec(&spec).map_err(|e| bad(format!("cannot encode config: {e}")))?;
+    std::fs::write(&out, json)
+        .map_err(|e| Error::io(format!("cannot write {}", out.display()), e))?;
+    Ok(Some(Plan {
+        bundle: bundle.to_owned(),
+        shadow: shadow.to_owned(),
+        rootfs,
+        dests,
+    }))
+}
+
+/// Removes the option from every mount; returns the tmpfs destinations that
+/// had it, in mount order.
+fn strip(spec: &mut Value) -> std::result::Result<Vec<String>, String> {
+    let mut dests = Vec::new();
+    let Some(mounts) = spec.get_mut("mounts").and_then(Value::as_array_mut) else {
+        return Ok(dests);
+    };
+    for mount in mounts {
+        let is_tmpfs = mount.get("type").and_then(Value::as_str) == Some("tmpfs");
+        let dest = mount
+            .get("destination")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let Some(options) = mount.get_mut("options").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        let before = options.len();
+        options.retain(|o| o.as_str() != Some(OPTION));
+        // runc ignores the option on anything but tmpfs.
+        if options.len() == before || !is_tmpfs {
+            continue;
+        }
+        if options.iter().any(|o| o.as_str() == Some("ro")) {
+            return Err(format!(
+                "mount {dest}: tmpcopyup on a read-only tmpfs is not supported"
+            ));
+        }
+        dests.push(dest);
+    }
+    Ok(dests)
+}
+
+fn open_in_root(root: &Path, dest: &str) -> nix::Result<OwnedFd> {
+    let root = open_fd(None, root, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = openat2(root.as_raw_fd(), dest, how)?;
+    // SAFETY: openat2 returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn open_fd<P: ?Sized + nix::NixPath>(
+    dir: Option<RawFd>,
+    path: &P,
+    flags: OFlag,
+) -> nix::Result<OwnedFd> {
+    let fd = openat(dir, path, flags | OFlag::O_CLOEXEC, Mode::empty())?;
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn copy_up(rootfs: &Path, target_root: &Path, dest: &str) -> nix::Result<()> {
+    let src = match open_in_root(rootfs, dest) {
+        Ok(fd) => fd,
+        // Nothing under the mount point in the image: nothing to copy.
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let dst = open_in_root(target_root, dest)?;
+    if fstatfs(&dst)?.filesystem_type() != TMPFS_MAGIC {
+        return Err(Errno::ENOTSUP);
+    }
+    let dev = fstat(dst.as_raw_fd())?.st_dev;
+    copy_dir(&src, &dst, dev)?;
+    // runc gives the tmpfs the mode of the directory it covers.
+    let mode = fstat(src.as_raw_fd())?.st_mode;
+    fchmod(dst.as_raw_fd(), Mode::from_bits_truncate(mode & 0o7777))
+}
+
+/// Copies the entries of `src` into `dst` (a directory on device `dev`).
+fn copy_dir(src: &OwnedFd, dst: &OwnedFd, dev: libc::dev_t) -> nix::Result<()> {
+    let list = Dir::openat(
+        Some(src.as_raw_fd()),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names: Vec<OsString> = Vec::new();
+    for entry in list.into_iter() {
+        let entry = entry?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name != "." && name != ".." {
+            names.push(name.to_owned());
+        }
+    }
+    for name in names {
+        copy_entry(src, dst, &name, dev)?;
+    }
+    Ok(())
+}
+
+fn copy_entry(src: &OwnedFd, dst: &OwnedFd, name: &OsStr, dev: libc::dev_t) -> nix::Result<()> {
+    let (s, d) = (src.as_raw_fd(), dst.as_raw_fd());
+    let st = fstatat(Some(s), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    let kind = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
+    let perm = Mode::from_bits_truncate(st.st_mode & 0o7777);
+    let (uid, gid) = (
+        Some(Uid::from_raw(st.st_uid)),
+        Some(Gid::from_raw(st.st_gid)),
+    );
+    let nofollow = OFlag::O_NOFOLLOW;
+    match kind {
+        SFlag::S_IFDIR => {
+            let created = match mkdirat(Some(d), name, Mode::from_bits_truncate(0o700)) {
+                Ok(()) => true,
+                Err(Errno::EEXIST) => false,
+                Err(e) => return Err(e),
+            };
+            let sub_dst = match open_fd(
+                Some(d),
+                name,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | nofollow,
+            ) {
+                Ok(fd) => fd,
+                // Something else than a directory is already there.
+                Err(Errno::ENOTDIR | Errno::ELOOP) if !created => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if fstat(sub_dst.as_raw_fd())?.st_dev != dev {
+                return Ok(()); // a nested mount: not ours to fill
+            }
+            let sub_src = open_fd(
+                Some(s),
+                name,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | nofollow,
+            )?;
+            copy_dir(&sub_src, &sub_dst, dev)?;
+            if created {
+                fchown(sub_dst.as_raw_fd(), uid, gid)?;
+                fchmod(sub_dst.as_raw_fd(), perm)?;
+            }
+        }
+        SFlag::S_IFREG => {
+            let out = match open_fd(
+                Some(d),
+                name,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | nofollow,
+            ) {
+                Ok(fd) => fd,
+                Err(Errno::EEXIST) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let input = open_fd(Some(s), name, OFlag::O_RDONLY | nofollow)?;
+            let (mut input, mut out) = (File::from(input), File::from(out));
+            std::io::copy(&mut input, &mut out)
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            fchown(out.as_raw_fd(), uid, gid)?;
+            fchmod(out.as_raw_fd(), perm)?;
+        }
+        SFlag::S_IFLNK => {
+            let target = readlinkat(Some(s), name)?;
+            match symlinkat(target.as_os_str(), Some(d), name) {
+                Ok(()) => fchownat(Some(d), name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?,
+                Err(Errno::EEXIST) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO => {
+            match mknodat(Some(d), name, kind, Mode::empty(), st.st_rdev) {
+                Ok(()) => {
+                    fchownat(Some(d), name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+                    fchmodat(Some(d), name, perm, FchmodatFlags::NoFollowSymlink).or_else(|e| {
+                        if e == Errno::EOPNOTSUPP {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })?;
+                }
+                Err(Errno::EEXIST) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        _ => {} // sockets: nothing to copy, as runc
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_the_option_and_lists_tmpfs_destinations() {
+        let mut spec = serde_json::json!({"mounts": [
+            {"destination": "/run", "type": "tmpfs", "options": ["rw", "tmpcopyup"]},
+            {"destination": "/tmp", "type": "tmpfs", "options": ["rw"]},
+            {"destination": "/x", "type": "bind", "options": ["bind", "tmpcopyup"]},
+        ]});
+        assert_eq!(strip(&mut spec).unwrap(), vec!["/run".to_owned()]);
+        assert!(!spec.to_string().contains(OPTION));
+    }
+
+    #[test]
+    fn refuses_a_read_only_tmpfs() {
+        let mut spec = serde_json::json!({"mounts": [
+            {"destination": "/run", "type": "tmpfs", "options": ["ro", "tmpcopyup"]},
+        ]});
+        assert!(strip(&mut spec).unwrap_err().contains("read-only"));
+    }
+}
