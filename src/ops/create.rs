@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
+use oci_spec::runtime::PosixRlimitType;
 
 use super::{Context, reap_children};
 use crate::cli;
@@ -103,8 +104,77 @@ fn diagnose(bundle: &Path, id: &str, err: libcontainer::error::LibcontainerError
     } else {
         return bundle_error("config.json has no root (root.path names the rootfs)".into());
     }
-    if spec.process().is_none() {
+    let Some(process) = spec.process() else {
         return bundle_error("config.json has no process to run".into());
+    };
+    // libcontainer's init and intermediate processes report these only as
+    // "failed to prepare rootfs" and "intermediate process error EPERM".
+    for m in spec.mounts().iter().flatten() {
+        let options = m.options().as_deref().unwrap_or_default();
+        let is_bind = m.typ().as_deref() == Some("bind")
+            || options.iter().any(|o| o == "bind" || o == "rbind");
+        if let Some(source) = m.source().as_ref().filter(|s| is_bind && !s.exists()) {
+            return bundle_error(format!(
+                "mount {}: bind source {} does not exist",
+                m.destination().display(),
+                source.display()
+            ));
+        }
+    }
+    for r in process.rlimits().iter().flatten() {
+        if let Some(current) = hard_limit(r.typ())
+            && r.hard() > current
+            && !has_cap_sys_resource()
+        {
+            return bundle_error(format!(
+                "process.rlimits {}: hard limit {} is above the runtime's own hard limit {} \
+                 and raising it needs CAP_SYS_RESOURCE",
+                r.typ(),
+                r.hard(),
+                current
+            ));
+        }
     }
     Error::container("create", id, err)
+}
+
+/// This process's hard limit for `typ` (None when unknown or unlimited).
+fn hard_limit(typ: PosixRlimitType) -> Option<u64> {
+    use PosixRlimitType as T;
+    let resource = match typ {
+        T::RlimitCpu => libc::RLIMIT_CPU,
+        T::RlimitFsize => libc::RLIMIT_FSIZE,
+        T::RlimitData => libc::RLIMIT_DATA,
+        T::RlimitStack => libc::RLIMIT_STACK,
+        T::RlimitCore => libc::RLIMIT_CORE,
+        T::RlimitRss => libc::RLIMIT_RSS,
+        T::RlimitNproc => libc::RLIMIT_NPROC,
+        T::RlimitNofile => libc::RLIMIT_NOFILE,
+        T::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        T::RlimitAs => libc::RLIMIT_AS,
+        T::RlimitLocks => libc::RLIMIT_LOCKS,
+        T::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        T::RlimitNice => libc::RLIMIT_NICE,
+        T::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        T::RlimitRttime => libc::RLIMIT_RTTIME,
+    };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let ok = unsafe { libc::getrlimit(resource, &mut lim) } == 0;
+    (ok && lim.rlim_max != libc::RLIM_INFINITY).then_some(lim.rlim_max)
+}
+
+fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
+            u64::from_str_radix(hex, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
 }
