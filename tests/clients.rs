@@ -285,3 +285,47 @@ fn features_and_spec() {
     let namespaces = spec["linux"]["namespaces"].as_array().unwrap();
     assert!(namespaces.iter().any(|n| n["type"] == "user"));
 }
+
+/// podman --read-only / --tmpfs: a tmpfs with runc's `tmpcopyup` option
+/// starts with the content of the directory it covers; the copy follows no
+/// symlink out of the rootfs.
+#[test]
+fn podman_tmpcopyup() {
+    let mut env = Env::new("copyup");
+    let id = env.id("c");
+    // A private rootfs with an /etc holding a symlink that points outside.
+    let rootfs = env.dir.join("rootfs");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(common::busybox_rootfs())
+        .arg(&rootfs)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::os::unix::fs::symlink("/proc/1/root/etc/shadow", rootfs.join("etc/escape")).unwrap();
+    let bundle = env.bundle_with(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "cat /etc/passwd; readlink /etc/escape; echo w > /etc/new && cat /etc/new",
+        ],
+        |c| {
+            c["root"]["path"] = Value::from(rootfs.to_str().unwrap());
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+                "options": ["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]
+            }));
+        },
+    );
+    let out = env.ok(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+    assert!(out.starts_with("root:x:0:0:"), "{out}");
+    assert!(
+        out.contains("/proc/1/root/etc/shadow\n"),
+        "the symlink is copied as a link: {out}"
+    );
+    assert!(out.ends_with("w\n"), "the tmpfs is writable: {out}");
+    // The rootfs itself was not written to.
+    assert!(!rootfs.join("etc/new").exists());
+    env.assert_gone(&id);
+}
