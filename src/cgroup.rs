@@ -14,6 +14,7 @@ use crate::{Error, Result};
 
 pub struct Cgroup {
     id: String,
+    path: std::path::PathBuf,
     manager: AnyCgroupManager,
 }
 
@@ -23,6 +24,7 @@ impl Cgroup {
         let config = container
             .spec()
             .map_err(|e| Error::container("read config of", &id, e))?;
+        let path = config.cgroup_path.clone();
         let manager = create_cgroup_manager(CgroupConfig {
             cgroup_path: config.cgroup_path,
             systemd_cgroup: container.systemd(),
@@ -32,7 +34,7 @@ impl Cgroup {
             id: id.clone(),
             message: crate::error::chain(&e),
         })?;
-        Ok(Cgroup { id, manager })
+        Ok(Cgroup { id, path, manager })
     }
 
     fn err(&self, what: &str, e: impl std::error::Error + 'static) -> Error {
@@ -52,6 +54,25 @@ impl Cgroup {
         self.manager
             .stats()
             .map_err(|e| self.err("cannot read statistics", e))
+    }
+
+    /// How many times the kernel's OOM killer killed a process of the
+    /// cgroup (v2 memory.events, or v1 memory.oom_control); 0 if unknown.
+    pub fn oom_kills(&self) -> u64 {
+        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let base = std::path::Path::new("/sys/fs/cgroup");
+        [
+            base.join("memory").join(rel).join("memory.oom_control"),
+            base.join(rel).join("memory.events"),
+        ]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .find_map(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("oom_kill "))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
     }
 
     pub fn thaw(&self) -> Result<()> {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::logging::Format;
+use crate::sandbox::model::{NetworkMode, Profile};
 use crate::store::DEFAULT_ROOT;
 
 #[derive(Parser, Debug)]
@@ -90,6 +91,9 @@ pub enum Command {
     Features,
     /// Write a default config.json
     Spec(Spec),
+    /// Sandboxes for untrusted commands, described by a SandboxSpec
+    #[command(subcommand)]
+    Sandbox(Sandbox),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -97,7 +101,7 @@ pub struct Id {
     pub container_id: String,
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct Create {
     /// Path to the bundle (the directory holding config.json)
     #[arg(short, long, default_value = ".")]
@@ -166,7 +170,7 @@ pub struct Delete {
     pub container_id: String,
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct Exec {
     /// JSON file with the OCI process to run (instead of the command line)
     #[arg(short, long)]
@@ -341,4 +345,127 @@ pub struct Spec {
     /// Write a spec for a rootless container (user namespace, no cgroups)
     #[arg(long)]
     pub rootless: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Sandbox {
+    /// Write an OCI bundle (config.json + rootfs) for a spec
+    Bundle(SandboxBundle),
+    /// Run one command in a new sandbox, then remove it
+    Run(SandboxRun),
+    /// Create a persistent sandbox (an idle init keeps it alive)
+    Create(SandboxCreate),
+    /// Run a command in a persistent sandbox
+    Exec(SandboxExec),
+    /// Print a sandbox's live resource usage as JSON
+    Stats(SandboxName),
+    /// Save the sandbox's workdir as SNAP
+    Snapshot(SandboxSnapshot),
+    /// Put the workdir saved as SNAP back
+    Restore(SandboxSnapshot),
+}
+
+/// A SandboxSpec file and the flags that override it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SpecFlags {
+    /// SandboxSpec JSON file
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Named defaults: minimal, standard or full
+    #[arg(long, value_enum)]
+    pub profile: Option<Profile>,
+    /// Host path visible read-only at the same path (repeatable)
+    #[arg(long = "ro", value_name = "PATH")]
+    pub ro: Vec<PathBuf>,
+    /// Host path visible writable at the same path (repeatable)
+    #[arg(long = "rw", value_name = "PATH")]
+    pub rw: Vec<PathBuf>,
+    /// Host path at another path: SRC:DST or SRC:DST:ro (repeatable)
+    #[arg(long = "bind", value_name = "SRC:DST[:ro]")]
+    pub bind: Vec<String>,
+    /// Working directory inside the sandbox
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+    /// Environment variable K=V (repeatable)
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// UID[:GID] inside the sandbox
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Memory limit, e.g. 512M
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// CPU limit in cores, e.g. 0.5
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes
+    #[arg(long)]
+    pub pids: Option<u64>,
+    /// Wall-time limit, e.g. 30s or 500ms (0: none)
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Network mode
+    #[arg(long, value_enum)]
+    pub network: Option<NetworkMode>,
+    /// Network allowlist entry (repeatable; with --network allowlist)
+    #[arg(long = "allow", value_name = "ENTRY")]
+    pub allow: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SandboxBundle {
+    #[command(flatten)]
+    pub spec: SpecFlags,
+    /// Directory to write the bundle into (must not exist, or be empty)
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Sandbox id the bundle is made for (names its cgroup)
+    #[arg(long, default_value = "sandbox")]
+    pub name: String,
+    /// The command (default: the spec's `command`)
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SandboxRun {
+    #[command(flatten)]
+    pub spec: SpecFlags,
+    /// Write a JSON report of the run to FILE (- for stderr)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Sandbox id (default: a new unique one)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The command (default: the spec's `command`)
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SandboxCreate {
+    #[command(flatten)]
+    pub spec: SpecFlags,
+    pub name: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SandboxExec {
+    /// Kill the command after this long, e.g. 10s (exit status 124)
+    #[arg(long)]
+    pub timeout: Option<String>,
+    pub name: String,
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SandboxName {
+    pub name: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SandboxSnapshot {
+    pub name: String,
+    pub snapshot: String,
 }

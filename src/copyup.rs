@@ -19,21 +19,13 @@
 //! rewritten bundle's path (the stored state names the real bundle), and a
 //! read-only tmpfs with tmpcopyup is refused.
 
-use std::ffi::{OsStr, OsString};
-use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::Container;
-use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlinkat};
-use nix::sys::stat::{
-    FchmodatFlags, Mode, SFlag, fchmod, fchmodat, fstat, fstatat, mkdirat, mknodat,
-};
+use nix::sys::stat::{Mode, fchmod, fstat};
 use nix::sys::statfs::{TMPFS_MAGIC, fstatfs};
-use nix::unistd::{Gid, Uid, fchown, fchownat, symlinkat};
 use serde_json::Value;
 
 use crate::{Error, Result};
@@ -149,27 +141,8 @@ fn strip(spec: &mut Value) -> std::result::Result<Vec<String>, String> {
     Ok(dests)
 }
 
-fn open_in_root(root: &Path, dest: &str) -> nix::Result<OwnedFd> {
-    let root = open_fd(None, root, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = openat2(root.as_raw_fd(), dest, how)?;
-    // SAFETY: openat2 returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn open_fd<P: ?Sized + nix::NixPath>(
-    dir: Option<RawFd>,
-    path: &P,
-    flags: OFlag,
-) -> nix::Result<OwnedFd> {
-    let fd = openat(dir, path, flags | OFlag::O_CLOEXEC, Mode::empty())?;
-    // SAFETY: openat returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 fn copy_up(rootfs: &Path, target_root: &Path, dest: &str) -> nix::Result<()> {
+    use crate::safecopy::{copy_dir, open_in_root};
     let src = match open_in_root(rootfs, dest) {
         Ok(fd) => fd,
         // Nothing under the mount point in the image: nothing to copy.
@@ -185,115 +158,6 @@ fn copy_up(rootfs: &Path, target_root: &Path, dest: &str) -> nix::Result<()> {
     // runc gives the tmpfs the mode of the directory it covers.
     let mode = fstat(src.as_raw_fd())?.st_mode;
     fchmod(dst.as_raw_fd(), Mode::from_bits_truncate(mode & 0o7777))
-}
-
-/// Copies the entries of `src` into `dst` (a directory on device `dev`).
-fn copy_dir(src: &OwnedFd, dst: &OwnedFd, dev: libc::dev_t) -> nix::Result<()> {
-    let list = Dir::openat(
-        Some(src.as_raw_fd()),
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut names: Vec<OsString> = Vec::new();
-    for entry in list.into_iter() {
-        let entry = entry?;
-        let name = OsStr::from_bytes(entry.file_name().to_bytes());
-        if name != "." && name != ".." {
-            names.push(name.to_owned());
-        }
-    }
-    for name in names {
-        copy_entry(src, dst, &name, dev)?;
-    }
-    Ok(())
-}
-
-fn copy_entry(src: &OwnedFd, dst: &OwnedFd, name: &OsStr, dev: libc::dev_t) -> nix::Result<()> {
-    let (s, d) = (src.as_raw_fd(), dst.as_raw_fd());
-    let st = fstatat(Some(s), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-    let kind = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
-    let perm = Mode::from_bits_truncate(st.st_mode & 0o7777);
-    let (uid, gid) = (
-        Some(Uid::from_raw(st.st_uid)),
-        Some(Gid::from_raw(st.st_gid)),
-    );
-    let nofollow = OFlag::O_NOFOLLOW;
-    match kind {
-        SFlag::S_IFDIR => {
-            let created = match mkdirat(Some(d), name, Mode::from_bits_truncate(0o700)) {
-                Ok(()) => true,
-                Err(Errno::EEXIST) => false,
-                Err(e) => return Err(e),
-            };
-            let sub_dst = match open_fd(
-                Some(d),
-                name,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | nofollow,
-            ) {
-                Ok(fd) => fd,
-                // Something else than a directory is already there.
-                Err(Errno::ENOTDIR | Errno::ELOOP) if !created => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            if fstat(sub_dst.as_raw_fd())?.st_dev != dev {
-                return Ok(()); // a nested mount: not ours to fill
-            }
-            let sub_src = open_fd(
-                Some(s),
-                name,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | nofollow,
-            )?;
-            copy_dir(&sub_src, &sub_dst, dev)?;
-            if created {
-                fchown(sub_dst.as_raw_fd(), uid, gid)?;
-                fchmod(sub_dst.as_raw_fd(), perm)?;
-            }
-        }
-        SFlag::S_IFREG => {
-            let out = match open_fd(
-                Some(d),
-                name,
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | nofollow,
-            ) {
-                Ok(fd) => fd,
-                Err(Errno::EEXIST) => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            let input = open_fd(Some(s), name, OFlag::O_RDONLY | nofollow)?;
-            let (mut input, mut out) = (File::from(input), File::from(out));
-            std::io::copy(&mut input, &mut out)
-                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
-            fchown(out.as_raw_fd(), uid, gid)?;
-            fchmod(out.as_raw_fd(), perm)?;
-        }
-        SFlag::S_IFLNK => {
-            let target = readlinkat(Some(s), name)?;
-            match symlinkat(target.as_os_str(), Some(d), name) {
-                Ok(()) => fchownat(Some(d), name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?,
-                Err(Errno::EEXIST) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO => {
-            match mknodat(Some(d), name, kind, Mode::empty(), st.st_rdev) {
-                Ok(()) => {
-                    fchownat(Some(d), name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-                    fchmodat(Some(d), name, perm, FchmodatFlags::NoFollowSymlink).or_else(|e| {
-                        if e == Errno::EOPNOTSUPP {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    })?;
-                }
-                Err(Errno::EEXIST) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        _ => {} // sockets: nothing to copy, as runc
-    }
-    Ok(())
 }
 
 #[cfg(test)]

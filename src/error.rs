@@ -52,6 +52,10 @@ pub enum Error {
 
     #[error("runtime binary protection: {0}")]
     SelfExe(String),
+
+    /// A sandbox spec (file or flags) that cannot be run: names the field.
+    #[error("sandbox spec: {field}: {message}")]
+    SandboxSpec { field: String, message: String },
 }
 
 impl Error {
@@ -59,6 +63,13 @@ impl Error {
         Error::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    pub fn spec(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::SandboxSpec {
+            field: field.into(),
+            message: message.into(),
         }
     }
 

@@ -11,10 +11,14 @@ pub mod cgroup;
 pub mod cli;
 pub mod copyup;
 pub mod error;
+pub mod idle_init;
 pub mod logging;
 pub mod ops;
+pub mod safecopy;
+pub mod sandbox;
 pub mod selfexe;
 pub mod signal;
 pub mod store;
+pub mod units;
 
 pub use error::{Error, Result};

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use sbx_oci::cli::{Cli, Command};
+use sbx_oci::cli::{Cli, Command, Sandbox};
 use sbx_oci::ops::{self, Context};
 use sbx_oci::{Result, logging};
 
@@ -46,8 +46,11 @@ fn main() -> ExitCode {
 
 fn dispatch(g: &sbx_oci::cli::Global, command: Command) -> Result<i32> {
     let stdout = &mut std::io::stdout().lock();
-    // `spec` and `features` need no state root.
+    // `spec`, `features` and `sandbox bundle` need no state root.
     match &command {
+        Command::Sandbox(Sandbox::Bundle(args)) => {
+            return ops::sandbox::bundle::bundle(args).map(|_| 0);
+        }
         Command::Spec(args) => return ops::spec::spec(args).map(|_| 0),
         Command::Features => {
             let doc = serde_json::to_string_pretty(&ops::features::features()).unwrap_or_default();
@@ -55,6 +58,17 @@ fn dispatch(g: &sbx_oci::cli::Global, command: Command) -> Result<i32> {
             return Ok(0);
         }
         _ => {}
+    }
+    // Commands that put a runtime process into a container re-execute
+    // themselves from a protected binary first, before any side effect.
+    if matches!(
+        command,
+        Command::Create(_)
+            | Command::Run(_)
+            | Command::Exec(_)
+            | Command::Sandbox(Sandbox::Run(_) | Sandbox::Create(_) | Sandbox::Exec(_))
+    ) {
+        sbx_oci::selfexe::ensure_protected()?;
     }
     let ctx = Context::new(&g.root, g.systemd_cgroup)?;
     match command {
@@ -76,6 +90,25 @@ fn dispatch(g: &sbx_oci::cli::Global, command: Command) -> Result<i32> {
         Command::Resume(args) => ops::resume::resume(&ctx, &args).map(|_| 0),
         Command::Events(args) => ops::events::events(&ctx, &args, stdout).map(|_| 0),
         Command::Update(args) => ops::update::update(&ctx, &args).map(|_| 0),
+        Command::Sandbox(cmd) => sandbox(&ctx, cmd, stdout),
         Command::Spec(_) | Command::Features => unreachable!("handled above"),
+    }
+}
+
+fn sandbox(ctx: &Context, command: Sandbox, stdout: &mut dyn Write) -> Result<i32> {
+    use ops::sandbox as sb;
+    match command {
+        Sandbox::Run(args) => sb::run::run(ctx, &args),
+        Sandbox::Create(args) => sb::create::create(ctx, &args).map(|_| 0),
+        Sandbox::Exec(args) => sb::exec::exec(ctx, &args),
+        Sandbox::Stats(args) => {
+            let stats = sb::stats::stats(ctx, &args.name)?;
+            let json = serde_json::to_string_pretty(&stats).unwrap_or_default();
+            let _ = writeln!(stdout, "{json}");
+            Ok(0)
+        }
+        Sandbox::Snapshot(args) => sb::snapshot::snapshot(ctx, &args).map(|_| 0),
+        Sandbox::Restore(args) => sb::snapshot::restore(ctx, &args).map(|_| 0),
+        Sandbox::Bundle(_) => unreachable!("handled in dispatch"),
     }
 }

@@ -9,18 +9,42 @@ use oci_spec::runtime::PosixRlimitType;
 
 use super::{Context, reap_children};
 use crate::cli;
+use crate::idle_init::IdleInit;
+use crate::store::Claim;
 use crate::{Error, Result, copyup, selfexe};
+
+/// What the container's init process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// process.args, with the caller's stdio (every OCI container).
+    Command,
+    /// The idle init of a persistent sandbox, with /dev/null as stdio.
+    Idle,
+}
 
 /// Creates the container. `foreground` keeps the caller's terminal and makes
 /// the init process our child (for `run` without --detach).
 pub fn create(ctx: &Context, args: &cli::Create, foreground: bool) -> Result<Container> {
-    let id = args.container_id.as_str();
     let bundle = resolve_bundle(&args.bundle)?;
     selfexe::ensure_protected()?;
-
     // Claiming first makes a concurrent create of the same id fail here, before
     // any work, and is released (with whatever is below it) on every error.
-    let claim = ctx.store.claim(id)?;
+    let claim = ctx.store.claim(&args.container_id)?;
+    create_claimed(ctx, claim, &bundle, args, foreground, Workload::Command)
+}
+
+/// Creates the container for an id already claimed, from `bundle` (absolute).
+pub fn create_claimed(
+    ctx: &Context,
+    claim: Claim,
+    bundle: &Path,
+    args: &cli::Create,
+    foreground: bool,
+    workload: Workload,
+) -> Result<Container> {
+    let id = args.container_id.as_str();
+    selfexe::ensure_protected()?;
+    let bundle = bundle.to_owned();
     // Only a config using runc's tmpcopyup is rewritten (see `copyup`).
     let copyup = copyup::prepare(&bundle, &ctx.store.dir(id).join("@bundle"))?;
     let lib_bundle = copyup
@@ -29,6 +53,10 @@ pub fn create(ctx: &Context, args: &cli::Create, foreground: bool) -> Result<Con
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(ctx.store.dir(id))
         .and_then(|b| b.with_pid_file(args.pid_file.as_ref()))
+        .and_then(|b| match workload {
+            Workload::Command => Ok(b),
+            Workload::Idle => idle_stdio(b).map(|b| b.with_executor(IdleInit)),
+        })
         .map(|b| {
             b.with_console_socket(args.console_socket.as_ref())
                 .with_preserved_fds(args.preserve_fds)
@@ -58,6 +86,23 @@ pub fn create(ctx: &Context, args: &cli::Create, foreground: bool) -> Result<Con
             Err(diagnose(&bundle, id, err))
         }
     }
+}
+
+/// /dev/null for the idle init's stdin, stdout and stderr, so it holds no
+/// pipe of the caller open.
+fn idle_stdio(
+    b: ContainerBuilder,
+) -> std::result::Result<ContainerBuilder, libcontainer::error::LibcontainerError> {
+    let null = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map_err(libcontainer::error::LibcontainerError::OtherIO)
+    };
+    Ok(b.with_stdin(null()?)
+        .with_stdout(null()?)
+        .with_stderr(null()?))
 }
 
 fn resolve_bundle(bundle: &Path) -> Result<PathBuf> {

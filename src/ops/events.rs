@@ -4,7 +4,6 @@
 //! `--interval` until the container stops.
 
 use std::io::Write;
-use std::time::Duration;
 
 use libcgroups::stats::{BlkioDeviceStat, MemoryData, Stats};
 use libcontainer::container::ContainerStatus;
@@ -12,11 +11,12 @@ use serde_json::{Value, json};
 
 use super::{Context, wrong_state};
 use crate::cgroup::Cgroup;
+use crate::units::parse_duration;
 use crate::{Error, Result, cli};
 
 pub fn events(ctx: &Context, args: &cli::Events, out: &mut dyn Write) -> Result<()> {
     let id = args.container_id.as_str();
-    let interval = parse_interval(&args.interval)?;
+    let interval = parse_duration("--interval", &args.interval)?;
     let container = ctx.store.load(id)?;
     if container.status() == ContainerStatus::Stopped {
         return Err(wrong_state("read events of", &container, ""));
@@ -36,31 +36,6 @@ pub fn events(ctx: &Context, args: &cli::Events, out: &mut dyn Write) -> Result<
             _ => return Ok(()),
         }
     }
-}
-
-/// "5s", "500ms", "2m", or a bare number of seconds.
-pub fn parse_interval(text: &str) -> Result<Duration> {
-    let bad = || {
-        Error::InvalidArgument(format!(
-            "--interval {text:?}: expected a duration such as 5s or 500ms"
-        ))
-    };
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(bad()),
-    };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 fn memory_entry(m: &MemoryData) -> Value {
@@ -111,20 +86,4 @@ pub fn runc_stats(s: &Stats) -> Value {
         },
         "hugetlb": {},
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn intervals() {
-        assert_eq!(parse_interval("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_interval("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_interval("2").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_interval("1m").unwrap(), Duration::from_secs(60));
-        for bad in ["", "0s", "fast", "5x", "-1s"] {
-            assert!(parse_interval(bad).is_err(), "{bad}");
-        }
-    }
 }

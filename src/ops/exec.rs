@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use libcontainer::container::ContainerStatus;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
+use nix::unistd::Pid;
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process, Spec};
 
 use super::{Context, forward, reap_children, wait_exit, wrong_state};
@@ -14,6 +15,17 @@ use crate::{Error, Result, cli, selfexe};
 
 /// Returns the exit code to exit with (0 when detached).
 pub fn exec(ctx: &Context, args: &cli::Exec) -> Result<i32> {
+    let pid = spawn(ctx, args)?;
+    if args.detach {
+        return Ok(0);
+    }
+    forward::to(pid);
+    wait_exit(pid)
+}
+
+/// Starts the process in the container and returns its pid (our child
+/// unless detached).
+pub fn spawn(ctx: &Context, args: &cli::Exec) -> Result<Pid> {
     let id = args.container_id.as_str();
     let container = ctx.store.load(id)?;
     match container.status() {
@@ -66,18 +78,10 @@ pub fn exec(ctx: &Context, args: &cli::Exec) -> Result<i32> {
                 .build()
         });
     drop(process_file);
-    let pid = match built {
-        Ok(pid) => pid,
-        Err(err) => {
-            reap_children();
-            return Err(Error::container("exec in", id, err));
-        }
-    };
-    if args.detach {
-        return Ok(0);
-    }
-    forward::to(pid);
-    wait_exit(pid)
+    built.map_err(|err| {
+        reap_children();
+        Error::container("exec in", id, err)
+    })
 }
 
 enum ProcessFile {

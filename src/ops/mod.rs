@@ -12,6 +12,7 @@ pub mod pause;
 pub mod ps;
 pub mod resume;
 pub mod run;
+pub mod sandbox;
 pub mod spec;
 pub mod start;
 pub mod state;
@@ -77,12 +78,17 @@ pub fn exit_code(status: WaitStatus) -> i32 {
     }
 }
 
-/// Waits for `pid` (our child), retrying on EINTR.
+/// Waits for `pid` (our child), retrying on EINTR; returns its exit code.
 pub fn wait_exit(pid: Pid) -> Result<i32> {
+    wait_status(pid).map(exit_code)
+}
+
+/// Waits for `pid` (our child) to exit or be killed.
+pub fn wait_status(pid: Pid) -> Result<WaitStatus> {
     loop {
         match waitpid(pid, None) {
             Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
-                return Ok(exit_code(status));
+                return Ok(status);
             }
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
             Err(err) => {

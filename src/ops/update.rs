@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Context, wrong_state};
 use crate::cgroup::Cgroup;
+use crate::units::parse_bytes;
 use crate::{Error, Result, cli};
 
 pub fn update(ctx: &Context, args: &cli::Update) -> Result<()> {
@@ -100,45 +101,9 @@ pub fn resources(mut base: Value, args: &cli::Update) -> Result<LinuxResources> 
         .map_err(|e| Error::InvalidArgument(format!("invalid resources: {e}")))
 }
 
-/// Bytes with an optional k/m/g/t suffix (powers of 1024); -1 means unlimited.
-pub fn parse_bytes(flag: &str, text: &str) -> Result<i64> {
-    let bad = || {
-        Error::InvalidArgument(format!(
-            "{flag} {text:?}: expected bytes, optionally with k, m, g or t (e.g. 512m), or -1"
-        ))
-    };
-    if text == "-1" {
-        return Ok(-1);
-    }
-    let lower = text.to_ascii_lowercase();
-    let trimmed = lower.trim_end_matches('b');
-    let (num, mult) = match trimmed.chars().last() {
-        Some('k') => (&trimmed[..trimmed.len() - 1], 1i64 << 10),
-        Some('m') => (&trimmed[..trimmed.len() - 1], 1 << 20),
-        Some('g') => (&trimmed[..trimmed.len() - 1], 1 << 30),
-        Some('t') => (&trimmed[..trimmed.len() - 1], 1 << 40),
-        _ => (trimmed, 1),
-    };
-    let n: i64 = num.parse().map_err(|_| bad())?;
-    if n < 0 {
-        return Err(bad());
-    }
-    n.checked_mul(mult).ok_or_else(bad)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bytes() {
-        assert_eq!(parse_bytes("--memory", "1024").unwrap(), 1024);
-        assert_eq!(parse_bytes("--memory", "512m").unwrap(), 512 << 20);
-        assert_eq!(parse_bytes("--memory", "2G").unwrap(), 2 << 30);
-        assert_eq!(parse_bytes("--memory", "-1").unwrap(), -1);
-        assert!(parse_bytes("--memory", "lots").is_err());
-        assert!(parse_bytes("--memory", "-5").is_err());
-    }
 
     #[test]
     fn flags_override_file() {

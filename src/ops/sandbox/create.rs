@@ -1,0 +1,33 @@
+//! `sandbox create NAME`: a persistent sandbox, kept alive by an idle init
+//! (see `idle_init`), for `sandbox exec` to run commands in.
+
+use super::{bundle_dir, prepare, save_resolved, write_bundle};
+use crate::ops::Context;
+use crate::ops::create::{Workload, create_claimed};
+use crate::{Error, Result, cli, store};
+
+/// process.args of a persistent sandbox: never executed (the init is the
+/// runtime's idle loop), present because an OCI process needs args.
+const IDLE_ARGS: &[&str] = &["sbx-oci-idle-init"];
+
+pub fn create(ctx: &Context, args: &cli::SandboxCreate) -> Result<()> {
+    let id = args.name.as_str();
+    store::validate_id(id)?;
+    let command: Vec<String> = IDLE_ARGS.iter().map(|s| s.to_string()).collect();
+    let prepared = prepare(&args.spec, &command, id)?;
+    let claim = ctx.store.claim(id)?;
+    let bundle = bundle_dir(ctx, id);
+    write_bundle(&bundle, &prepared)?;
+    save_resolved(ctx, id, &prepared.resolved)?;
+    let create = cli::Create {
+        bundle: bundle.clone(),
+        container_id: id.to_owned(),
+        ..Default::default()
+    };
+    let mut container = create_claimed(ctx, claim, &bundle, &create, false, Workload::Idle)?;
+    container.start().map_err(|e| {
+        let _ = container.delete(true);
+        let _ = ctx.store.remove(id);
+        Error::container("start", id, e)
+    })
+}

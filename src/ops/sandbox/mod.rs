@@ -1,0 +1,235 @@
+//! `sbx-oci sandbox ...`: sandboxes for untrusted commands, built on the
+//! runtime's own create/start/exec/delete. A sandbox's state directory holds
+//! its bundle and resolved spec in `@sandbox/`, its snapshots in
+//! `@snapshots/` (names no container id can take).
+
+pub mod bundle;
+pub mod create;
+pub mod exec;
+pub mod run;
+pub mod snapshot;
+pub mod stats;
+
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use libcontainer::container::Container;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+use serde::Serialize;
+
+use super::{Context, wait_status};
+use crate::cgroup::Cgroup;
+use crate::cli::SpecFlags;
+use crate::sandbox::model::RootfsSource;
+use crate::sandbox::{Resolved, RootfsPlan, SandboxSpec, flags, host, translate, validate};
+use crate::{Error, Result};
+
+pub const BUNDLE_DIR: &str = "@sandbox";
+pub const SNAPSHOT_DIR: &str = "@snapshots";
+const RESOLVED_FILE: &str = "sandbox.json";
+
+/// A spec checked and translated: nothing has been created yet.
+pub struct Prepared {
+    pub resolved: Resolved,
+    pub spec: Spec,
+    pub plan: RootfsPlan,
+}
+
+/// File + flags + command → a validated, translated sandbox. Every error a
+/// spec can have is raised here, before anything exists.
+pub fn prepare(flags: &SpecFlags, command: &[String], id: &str) -> Result<Prepared> {
+    let file = match &flags.spec {
+        Some(path) => load_spec(path)?,
+        None => SandboxSpec::default(),
+    };
+    let mut spec = flags::apply(file, flags)?;
+    if !command.is_empty() {
+        spec.command = Some(command.to_vec());
+    }
+    let resolved = spec.resolve();
+    validate::validate(&resolved)?;
+    let host = host::inspect(&resolved)?;
+    let (spec, plan) = translate(&resolved, id, &host)?;
+    Ok(Prepared {
+        resolved,
+        spec,
+        plan,
+    })
+}
+
+pub fn require_command(p: &Prepared) -> Result<()> {
+    if p.resolved.command.is_empty() {
+        return Err(Error::spec(
+            "command",
+            "nothing to run: give the command after `--`, or set \"command\" in the spec",
+        ));
+    }
+    Ok(())
+}
+
+fn load_spec(path: &Path) -> Result<SandboxSpec> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("cannot read sandbox spec {}", path.display()), e))?;
+    serde_json::from_str(&text).map_err(|e| Error::spec(path.display().to_string(), e.to_string()))
+}
+
+/// Writes the OCI bundle (config.json, and for a "host" root the rootfs
+/// skeleton) into `dir`, which must not exist or be empty.
+pub fn write_bundle(dir: &Path, p: &Prepared) -> Result<()> {
+    let io = |what: &Path, e| Error::io(format!("cannot write {}", what.display()), e);
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    if std::fs::read_dir(dir)
+        .map_err(|e| io(dir, e))?
+        .next()
+        .is_some()
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not empty; give a new directory for the bundle",
+            dir.display()
+        )));
+    }
+    if p.resolved.rootfs == RootfsSource::Host {
+        let rootfs = dir.join("rootfs");
+        std::fs::create_dir(&rootfs).map_err(|e| io(&rootfs, e))?;
+        host::materialize(&p.plan, &rootfs)?;
+    }
+    let config = dir.join("config.json");
+    p.spec.save(&config).map_err(|e| Error::Bundle {
+        path: dir.to_owned(),
+        reason: format!("cannot write config.json: {}", crate::error::chain(&e)),
+    })
+}
+
+/// The bundle directory of sandbox `id` in the state root.
+pub fn bundle_dir(ctx: &Context, id: &str) -> PathBuf {
+    ctx.store.dir(id).join(BUNDLE_DIR)
+}
+
+pub fn save_resolved(ctx: &Context, id: &str, r: &Resolved) -> Result<()> {
+    let path = bundle_dir(ctx, id).join(RESOLVED_FILE);
+    let json = serde_json::to_vec(r).unwrap_or_default();
+    std::fs::write(&path, json)
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+}
+
+/// What `sandbox exec/stats/snapshot` need to know about a sandbox.
+#[derive(serde::Deserialize)]
+pub struct Saved {
+    pub workdir: PathBuf,
+    pub wall_time_ms: Option<u64>,
+}
+
+pub fn load_saved(ctx: &Context, id: &str) -> Result<Saved> {
+    let path = bundle_dir(ctx, id).join(RESOLVED_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|_| {
+        if ctx.store.exists(id) {
+            Error::InvalidArgument(format!(
+                "container {id:?} is not a sandbox (create one with `sbx-oci sandbox create`)"
+            ))
+        } else {
+            Error::NotFound(id.to_owned())
+        }
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))
+}
+
+/// A unique id for a one-shot sandbox.
+pub fn new_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("sbx-{}-{nanos:08x}", std::process::id())
+}
+
+/// How a waited-for process ended.
+pub enum Ended {
+    Exited(WaitStatus),
+    TimedOut,
+}
+
+/// Waits for `pid` (our child) until `deadline`.
+pub fn wait_until(pid: Pid, deadline: Option<Instant>) -> Result<Ended> {
+    let Some(deadline) = deadline else {
+        return wait_status(pid).map(Ended::Exited);
+    };
+    // SAFETY: pidfd_open returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if raw < 0 {
+        return Err(Error::io(
+            format!("cannot watch process {pid}"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Ended::TimedOut);
+        }
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => return wait_status(pid).map(Ended::Exited),
+            Err(e) => return Err(Error::io("cannot wait for the sandbox", e.into())),
+        }
+    }
+}
+
+/// A sandbox's resource usage, read from its cgroup.
+#[derive(Serialize, Debug, Default, Clone)]
+pub struct Usage {
+    pub cpu_time_ms: u64,
+    pub memory_bytes: u64,
+    pub peak_memory_bytes: u64,
+    pub memory_limit_bytes: u64,
+    pub pids: u64,
+    pub pids_limit: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub oom_kills: u64,
+}
+
+impl Usage {
+    pub fn read(container: &Container) -> Result<Usage> {
+        let cgroup = Cgroup::of(container)?;
+        let s = cgroup.stats()?;
+        let io = |op: &str| {
+            s.blkio
+                .service_bytes
+                .iter()
+                .filter(|e| {
+                    e.op_type
+                        .as_deref()
+                        .is_some_and(|o| o.eq_ignore_ascii_case(op))
+                })
+                .map(|e| e.value)
+                .sum()
+        };
+        Ok(Usage {
+            cpu_time_ms: s.cpu.usage.usage_total / 1_000_000,
+            memory_bytes: s.memory.memory.usage,
+            peak_memory_bytes: s.memory.memory.max_usage,
+            memory_limit_bytes: s.memory.memory.limit,
+            pids: s.pids.current,
+            pids_limit: s.pids.limit,
+            read_bytes: io("read"),
+            write_bytes: io("write"),
+            oom_kills: cgroup.oom_kills(),
+        })
+    }
+}
+
+pub fn since(start: Instant) -> u64 {
+    Duration::as_millis(&start.elapsed()) as u64
+}

@@ -1,0 +1,133 @@
+//! `sandbox run`: one command in a new sandbox, streamed, with its exit
+//! status; killed with status 124 at the wall-time limit; then removed.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use nix::sys::wait::WaitStatus;
+use serde::Serialize;
+
+use super::{
+    Ended, Usage, bundle_dir, new_id, prepare, require_command, since, wait_until, write_bundle,
+};
+use crate::ops::create::{Workload, create_claimed};
+use crate::ops::{Context, forward};
+use crate::{Error, Result, cli, store};
+
+pub const TIMEOUT_EXIT: i32 = 124;
+
+/// The final record of a run (`--report`).
+#[derive(Serialize, Debug)]
+pub struct Report {
+    pub id: String,
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub oom_killed: bool,
+    pub wall_time_ms: u64,
+    pub cpu_time_ms: u64,
+    pub peak_memory_bytes: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+}
+
+pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
+    let id = args.name.clone().unwrap_or_else(new_id);
+    store::validate_id(&id)?;
+    let prepared = prepare(&args.spec, &args.command, &id)?;
+    require_command(&prepared)?;
+
+    let claim = ctx.store.claim(&id)?;
+    let bundle = bundle_dir(ctx, &id);
+    write_bundle(&bundle, &prepared)?;
+    let create = cli::Create {
+        bundle: bundle.clone(),
+        container_id: id.clone(),
+        ..Default::default()
+    };
+    let mut container = create_claimed(ctx, claim, &bundle, &create, true, Workload::Command)?;
+    let cleanup = |container: &mut libcontainer::container::Container| {
+        let _ = container.delete(true);
+        let _ = ctx.store.remove(&id);
+    };
+    let Some(pid) = container.pid() else {
+        cleanup(&mut container);
+        return Err(Error::InvalidArgument(format!(
+            "sandbox {id:?} has no process"
+        )));
+    };
+    forward::to(pid);
+    let started = Instant::now();
+    if let Err(e) = container.start() {
+        cleanup(&mut container);
+        return Err(Error::container("start", &id, e));
+    }
+    let deadline = prepared
+        .resolved
+        .wall_time_ms
+        .map(|ms| started + Duration::from_millis(ms));
+    let ended = match wait_until(pid, deadline) {
+        Ok(ended) => ended,
+        Err(e) => {
+            cleanup(&mut container);
+            return Err(e);
+        }
+    };
+    let (status, timed_out) = match ended {
+        Ended::Exited(status) => (Some(status), false),
+        Ended::TimedOut => {
+            // The whole sandbox goes: every process in its cgroup.
+            let _ = container.kill(nix::sys::signal::Signal::SIGKILL, true);
+            let _ = crate::ops::wait_status(pid);
+            (None, true)
+        }
+    };
+    let wall_time_ms = since(started);
+    let usage = Usage::read(&container).unwrap_or_default();
+    cleanup(&mut container);
+
+    let oom_killed = usage.oom_kills > 0;
+    if timed_out {
+        eprintln!(
+            "sbx-oci: sandbox {id}: killed at the wall-time limit of {} ms (limits.wall_time_ms)",
+            prepared.resolved.wall_time_ms.unwrap_or(0)
+        );
+    } else if oom_killed {
+        eprintln!(
+            "sbx-oci: sandbox {id}: out of memory: a process was killed at the limit of {} bytes \
+             (limits.memory_bytes)",
+            prepared.resolved.memory_bytes
+        );
+    }
+    let exit_code = status.map_or(TIMEOUT_EXIT, crate::ops::exit_code);
+    let signal = match status {
+        Some(WaitStatus::Signaled(_, sig, _)) => Some(sig as i32),
+        _ => None,
+    };
+    let report = Report {
+        id,
+        exit_code,
+        signal,
+        timed_out,
+        oom_killed,
+        wall_time_ms,
+        cpu_time_ms: usage.cpu_time_ms,
+        peak_memory_bytes: usage.peak_memory_bytes,
+        read_bytes: usage.read_bytes,
+        write_bytes: usage.write_bytes,
+    };
+    if let Some(path) = &args.report {
+        write_report(path, &report)?;
+    }
+    Ok(exit_code)
+}
+
+fn write_report(path: &std::path::Path, report: &Report) -> Result<()> {
+    let json = serde_json::to_string(report).unwrap_or_default();
+    if path.as_os_str() == "-" {
+        let _ = writeln!(std::io::stderr(), "{json}");
+        return Ok(());
+    }
+    std::fs::write(path, format!("{json}\n"))
+        .map_err(|e| Error::io(format!("cannot write report {}", path.display()), e))
+}

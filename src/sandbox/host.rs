@@ -1,0 +1,157 @@
+//! What the sandbox layer needs to know about the host, gathered in one
+//! place (the only effects before the bundle is written), and the writing
+//! of a rootfs plan.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::model::{Resolved, RootfsSource};
+use super::translate::RootfsPlan;
+use crate::{Error, Result};
+
+/// The host's system directories a "host" rootfs exposes, in mount order.
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32",
+];
+
+/// The curated, read-only part of the host's /etc.
+pub const ETC_ENTRIES: &[&str] = &[
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/host.conf",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/alternatives",
+    "/etc/mime.types",
+    "/etc/protocols",
+    "/etc/services",
+];
+
+/// What a path on the host is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    /// A symbolic link and its target (for /bin -> usr/bin on merged-/usr hosts).
+    Symlink(PathBuf),
+}
+
+/// The host facts the translation depends on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostLayout {
+    /// Every path the translation may bind or mirror, with its kind; a path
+    /// that does not exist is absent.
+    pub kinds: BTreeMap<PathBuf, Kind>,
+    /// LANG, LC_*, PATH and TERM of the caller.
+    pub env: BTreeMap<String, String>,
+}
+
+impl HostLayout {
+    pub fn kind(&self, p: &Path) -> Option<&Kind> {
+        self.kinds.get(p)
+    }
+}
+
+fn kind_of(p: &Path) -> Option<Kind> {
+    let meta = std::fs::symlink_metadata(p).ok()?;
+    if meta.file_type().is_symlink() {
+        return std::fs::read_link(p).ok().map(Kind::Symlink);
+    }
+    Some(if meta.is_dir() { Kind::Dir } else { Kind::File })
+}
+
+/// Looks at the host for `r`, and checks that the paths it names exist.
+pub fn inspect(r: &Resolved) -> Result<HostLayout> {
+    let mut layout = HostLayout::default();
+    let mut add = |p: &Path| {
+        if let Some(k) = kind_of(p) {
+            layout.kinds.insert(p.to_owned(), k);
+        }
+    };
+    if r.rootfs == RootfsSource::Host {
+        SYSTEM_DIRS
+            .iter()
+            .chain(ETC_ENTRIES)
+            .for_each(|p| add(Path::new(p)));
+    }
+    let user_paths = r
+        .allowed_paths_ro
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("allowed_paths_ro[{i}]"), p))
+        .chain(
+            r.allowed_paths_rw
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("allowed_paths_rw[{i}]"), p)),
+        )
+        .chain(
+            r.bind_mounts
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (format!("bind_mounts[{i}].source"), &b.source)),
+        );
+    for (field, p) in user_paths {
+        // Binds follow links: what matters is what the path leads to.
+        match std::fs::metadata(p) {
+            Ok(m) => {
+                let kind = if m.is_dir() { Kind::Dir } else { Kind::File };
+                layout.kinds.insert(p.clone(), kind);
+            }
+            Err(e) => {
+                return Err(Error::spec(
+                    field,
+                    format!(
+                        "{} cannot be used: {e}; create it or remove it from the spec",
+                        p.display()
+                    ),
+                ));
+            }
+        }
+    }
+    if let RootfsSource::Path(p) = &r.rootfs
+        && !p.is_dir()
+    {
+        return Err(Error::spec(
+            "rootfs",
+            format!(
+                "{} is not a directory; give \"host\" or the path of a rootfs directory",
+                p.display()
+            ),
+        ));
+    }
+    for (k, v) in std::env::vars() {
+        if k == "PATH" || k == "TERM" || k == "LANG" || k.starts_with("LC_") {
+            layout.env.insert(k, v);
+        }
+    }
+    Ok(layout)
+}
+
+/// Creates the rootfs skeleton of `plan` in `rootfs` (an empty directory).
+pub fn materialize(plan: &RootfsPlan, rootfs: &Path) -> Result<()> {
+    let io = |what: &Path, e| Error::io(format!("cannot create {}", what.display()), e);
+    for (link, target) in &plan.symlinks {
+        let path = rootfs.join(link);
+        std::os::unix::fs::symlink(target, &path).map_err(|e| io(&path, e))?;
+    }
+    for dir in &plan.dirs {
+        let path = rootfs.join(dir);
+        std::fs::create_dir_all(&path).map_err(|e| io(&path, e))?;
+    }
+    for file in &plan.files {
+        let path = rootfs.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        }
+        std::fs::File::create(&path).map_err(|e| io(&path, e))?;
+    }
+    Ok(())
+}

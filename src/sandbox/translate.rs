@@ -1,0 +1,220 @@
+//! SandboxSpec → OCI config. Pure: the resolved spec, the sandbox id and the
+//! host facts in; the OCI `Spec` and the rootfs skeleton to create out.
+//!
+//! The result is hardened whatever the spec says: new pid, mount, ipc, uts,
+//! cgroup and network namespaces; the profile's capabilities only (none for
+//! minimal and standard); no_new_privs; the default seccomp profile; runc's
+//! masked and read-only /proc and /sys paths; a read-only root; rlimits and
+//! cgroup limits (memory with swap off, cpu quota, pids); /tmp and the
+//! workdir as size-limited tmpfs. The root is assembled by binding, never by
+//! copying.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use serde_json::{Value, json};
+
+use super::host::{ETC_ENTRIES, HostLayout, Kind, SYSTEM_DIRS};
+use super::model::{Resolved, RootfsSource};
+use super::seccomp;
+use crate::{Error, Result};
+
+/// What to create inside an empty rootfs directory before the container
+/// starts (paths relative to the rootfs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RootfsPlan {
+    /// Links mirroring the host's merged-/usr layout, e.g. bin -> usr/bin.
+    pub symlinks: Vec<(PathBuf, PathBuf)>,
+    /// Mount points for directories.
+    pub dirs: Vec<PathBuf>,
+    /// Mount points for files.
+    pub files: Vec<PathBuf>,
+}
+
+pub const CPU_PERIOD_US: u64 = 100_000;
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The cgroup a sandbox gets (one level, so deleting it leaves nothing).
+pub fn cgroups_path(id: &str) -> String {
+    format!("/sbx-oci-{id}")
+}
+
+pub fn translate(r: &Resolved, id: &str, host: &HostLayout) -> Result<(Spec, RootfsPlan)> {
+    let mut plan = RootfsPlan::default();
+    let host_root = r.rootfs == RootfsSource::Host;
+    let mut mounts = base_mounts(r);
+
+    if host_root {
+        for dir in SYSTEM_DIRS {
+            let rel = relative(Path::new(dir));
+            match host.kind(Path::new(dir)) {
+                Some(Kind::Symlink(target)) => plan.symlinks.push((rel, target.clone())),
+                Some(Kind::Dir) => {
+                    mounts.push(bind(dir, dir, true));
+                    plan.dirs.push(rel);
+                }
+                _ => {}
+            }
+        }
+        for entry in ETC_ENTRIES {
+            match host.kind(Path::new(entry)) {
+                Some(Kind::Dir) => plan.dirs.push(relative(Path::new(entry))),
+                Some(Kind::File) => plan.files.push(relative(Path::new(entry))),
+                _ => continue,
+            }
+            mounts.push(bind(entry, entry, true));
+        }
+        for fixed in ["proc", "dev", "sys", "tmp"] {
+            plan.dirs.push(PathBuf::from(fixed));
+        }
+        if !r.allowed_paths_rw.contains(&r.workdir) {
+            plan.dirs.push(relative(&r.workdir));
+        }
+    }
+
+    // The user's paths, parents before children so a read-only path inside
+    // a writable one stays read-only.
+    let mut binds: Vec<(&Path, &Path, bool)> = r
+        .allowed_paths_ro
+        .iter()
+        .map(|p| (p.as_path(), p.as_path(), true))
+        .chain(
+            r.allowed_paths_rw
+                .iter()
+                .map(|p| (p.as_path(), p.as_path(), false)),
+        )
+        .chain(
+            r.bind_mounts
+                .iter()
+                .map(|b| (b.source.as_path(), b.target.as_path(), b.readonly)),
+        )
+        .collect();
+    binds.sort_by_key(|(_, target, _)| (target.components().count(), target.to_path_buf()));
+    for (source, target, readonly) in binds {
+        if host_root {
+            match host.kind(source) {
+                Some(Kind::File) => plan.files.push(relative(target)),
+                _ => plan.dirs.push(relative(target)),
+            }
+        }
+        mounts.push(bind(source, target, readonly));
+    }
+    plan.dirs.sort();
+    plan.dirs.dedup();
+
+    let caps = &r.capabilities;
+    let namespaces: Vec<Value> = ["pid", "mount", "ipc", "uts", "cgroup", "network"]
+        .iter()
+        .map(|t| json!({ "type": t }))
+        .collect();
+    let root_path = match &r.rootfs {
+        RootfsSource::Host => "rootfs".to_owned(),
+        RootfsSource::Path(p) => p.display().to_string(),
+    };
+    let config = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": { "uid": r.user.uid, "gid": r.user.gid },
+            "args": r.command,
+            "env": env(r, id, host),
+            "cwd": r.workdir,
+            "capabilities": { "bounding": caps, "effective": caps, "permitted": caps },
+            "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": r.open_files, "soft": r.open_files }],
+            "noNewPrivileges": true,
+        },
+        "root": { "path": root_path, "readonly": true },
+        "hostname": "sandbox",
+        "mounts": mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "cgroupsPath": cgroups_path(id),
+            "resources": {
+                "devices": [{ "allow": false, "access": "rwm" }],
+                // swap == limit: no swap on top of the memory limit.
+                "memory": { "limit": r.memory_bytes, "swap": r.memory_bytes },
+                "cpu": { "quota": (r.cpus * CPU_PERIOD_US as f64).round() as i64,
+                         "period": CPU_PERIOD_US },
+                "pids": { "limit": r.pids },
+            },
+            "maskedPaths": oci_spec::runtime::get_default_maskedpaths(),
+            "readonlyPaths": oci_spec::runtime::get_default_readonly_paths(),
+            "seccomp": seccomp::profile(),
+        },
+        "annotations": { "org.sbx-oci.sandbox.profile": format!("{:?}", r.profile).to_lowercase() },
+    });
+    let spec: Spec = serde_json::from_value(config).map_err(|e| {
+        Error::InvalidArgument(format!("internal: sandbox config does not parse: {e}"))
+    })?;
+    Ok((spec, plan))
+}
+
+fn relative(p: &Path) -> PathBuf {
+    p.strip_prefix("/").unwrap_or(p).to_owned()
+}
+
+fn bind(source: impl AsRef<Path>, target: impl AsRef<Path>, readonly: bool) -> Value {
+    json!({
+        "destination": target.as_ref(),
+        "type": "bind",
+        "source": source.as_ref(),
+        "options": ["rbind", if readonly { "rro" } else { "rw" }, "rnosuid", "rnodev"],
+    })
+}
+
+fn tmpfs(dest: &Path, bytes: u64, mode: &str, r: &Resolved) -> Value {
+    json!({
+        "destination": dest,
+        "type": "tmpfs",
+        "source": "tmpfs",
+        "options": ["nosuid", "nodev", format!("mode={mode}"), format!("size={bytes}"),
+                    format!("uid={}", r.user.uid), format!("gid={}", r.user.gid)],
+    })
+}
+
+/// What every sandbox gets from the runtime: /proc, /dev, /sys (read-only),
+/// /tmp, and the workdir unless it is one of the user's writable paths.
+fn base_mounts(r: &Resolved) -> Vec<Value> {
+    let mut mounts = vec![
+        json!({ "destination": "/proc", "type": "proc", "source": "proc",
+                "options": ["nosuid", "noexec", "nodev"] }),
+        json!({ "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] }),
+        json!({ "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] }),
+        json!({ "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] }),
+        json!({ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+                "options": ["nosuid", "noexec", "nodev"] }),
+        json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs",
+                "options": ["nosuid", "noexec", "nodev", "ro"] }),
+    ];
+    // /tmp is shared by every user of the sandbox: sticky, like a host's.
+    let mut tmp = tmpfs(Path::new("/tmp"), r.tmp_bytes, "1777", r);
+    tmp["options"].as_array_mut().unwrap().truncate(4);
+    mounts.push(tmp);
+    if !r.allowed_paths_rw.contains(&r.workdir)
+        && !r
+            .bind_mounts
+            .iter()
+            .any(|b| b.target == r.workdir && !b.readonly)
+    {
+        // In memory, charged to the sandbox's memory limit.
+        mounts.push(tmpfs(&r.workdir, r.memory_bytes, "755", r));
+    }
+    mounts
+}
+
+/// LANG, LC_*, PATH and TERM from the caller; HOME, TMPDIR and SANDBOX_ID;
+/// then the spec's own variables, which win.
+fn env(r: &Resolved, id: &str, host: &HostLayout) -> Vec<String> {
+    let mut env: BTreeMap<String, String> = host.env.clone();
+    env.entry("PATH".into())
+        .or_insert_with(|| DEFAULT_PATH.into());
+    env.insert("HOME".into(), r.workdir.display().to_string());
+    env.insert("TMPDIR".into(), "/tmp".into());
+    env.insert("SANDBOX_ID".into(), id.into());
+    env.extend(r.env.clone());
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}

@@ -1,0 +1,307 @@
+//! Checks a resolved spec before anything is created. Pure: host paths are
+//! checked for existence in [`super::host`].
+
+use std::path::{Component, Path};
+
+use super::model::{NetworkMode, Resolved, RootfsSource};
+use crate::{Error, Result};
+
+const MIB: u64 = 1 << 20;
+const TIB: u64 = 1 << 40;
+
+/// Directories the sandbox gets from the runtime itself.
+const RESERVED: &[&str] = &["/proc", "/sys", "/dev"];
+
+pub fn validate(r: &Resolved) -> Result<()> {
+    if let RootfsSource::Path(p) = &r.rootfs {
+        absolute("rootfs", p)?;
+    }
+    absolute("workdir", &r.workdir)?;
+    not_reserved("workdir", &r.workdir)?;
+    if r.workdir == Path::new("/tmp") {
+        return Err(Error::spec(
+            "workdir",
+            "/tmp is the sandbox's tmpfs; choose another directory such as /workspace",
+        ));
+    }
+    for (i, p) in r.allowed_paths_ro.iter().enumerate() {
+        let field = format!("allowed_paths_ro[{i}]");
+        absolute(&field, p)?;
+        not_root(&field, p)?;
+        not_reserved(&field, p)?;
+    }
+    for (i, p) in r.allowed_paths_rw.iter().enumerate() {
+        let field = format!("allowed_paths_rw[{i}]");
+        absolute(&field, p)?;
+        not_root(&field, p)?;
+        not_reserved(&field, p)?;
+        if let Some((j, ro)) = r
+            .allowed_paths_ro
+            .iter()
+            .enumerate()
+            .find(|(_, ro)| p.starts_with(ro))
+        {
+            return Err(Error::spec(
+                field,
+                format!(
+                    "{} is inside allowed_paths_ro[{j}] {}: a writable path cannot be nested in a \
+                     read-only one; list the writable path alone or drop the read-only parent",
+                    p.display(),
+                    ro.display()
+                ),
+            ));
+        }
+    }
+    let mut targets: Vec<&Path> = Vec::new();
+    for (i, b) in r.bind_mounts.iter().enumerate() {
+        absolute(&format!("bind_mounts[{i}].source"), &b.source)?;
+        let field = format!("bind_mounts[{i}].target");
+        absolute(&field, &b.target)?;
+        not_root(&field, &b.target)?;
+        not_reserved(&field, &b.target)?;
+        targets.push(&b.target);
+    }
+    targets.extend(r.allowed_paths_ro.iter().map(|p| p.as_path()));
+    targets.extend(r.allowed_paths_rw.iter().map(|p| p.as_path()));
+    targets.sort();
+    if let Some(w) = targets.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::spec(
+            "bind_mounts",
+            format!("{} is mounted twice; give each path once", w[0].display()),
+        ));
+    }
+    for (key, value) in &r.env {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(Error::spec(
+                format!("env[{key:?}]"),
+                "a variable name must be non-empty and contain no '=' or NUL",
+            ));
+        }
+        if value.contains('\0') {
+            return Err(Error::spec(
+                format!("env[{key:?}]"),
+                "the value contains NUL",
+            ));
+        }
+    }
+    range(
+        "limits.memory_bytes",
+        r.memory_bytes,
+        8 * MIB,
+        TIB,
+        "bytes (at least 8 MiB)",
+    )?;
+    if !(r.cpus >= 0.01 && r.cpus <= 1024.0) {
+        return Err(Error::spec(
+            "limits.cpus",
+            format!(
+                "{} is out of range: give a number of cores from 0.01 to 1024, e.g. 0.5",
+                r.cpus
+            ),
+        ));
+    }
+    range("limits.pids", r.pids, 1, 4_194_304, "processes")?;
+    if let Some(ms) = r.wall_time_ms {
+        range(
+            "limits.wall_time_ms",
+            ms,
+            1,
+            30 * 24 * 3600 * 1000,
+            "milliseconds (0 for no limit)",
+        )?;
+    }
+    range(
+        "limits.open_files",
+        r.open_files,
+        16,
+        1 << 20,
+        "file descriptors",
+    )?;
+    range(
+        "limits.tmp_bytes",
+        r.tmp_bytes,
+        MIB,
+        TIB,
+        "bytes (at least 1 MiB)",
+    )?;
+
+    match r.network.mode {
+        NetworkMode::None => {
+            if !r.network.allow.is_empty() || !r.network.dns.is_empty() {
+                return Err(Error::spec(
+                    "network.allow",
+                    "allow and dns entries need \"mode\": \"allowlist\"",
+                ));
+            }
+        }
+        // Fail closed: a policy this build cannot enforce is refused, never
+        // silently widened or narrowed.
+        mode => {
+            return Err(Error::spec(
+                "network.mode",
+                format!(
+                    "{:?} is not enforced by this version of sbx-oci yet; use \"none\" \
+                     (the sandbox gets only a loopback interface)",
+                    format!("{mode:?}").to_lowercase()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn absolute(field: &str, p: &Path) -> Result<()> {
+    if !p.is_absolute() {
+        return Err(Error::spec(
+            field,
+            format!(
+                "{:?} is a relative path; give an absolute path",
+                p.display().to_string()
+            ),
+        ));
+    }
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(Error::spec(
+            field,
+            format!("{} contains '..'; give the path without it", p.display()),
+        ));
+    }
+    Ok(())
+}
+
+fn not_root(field: &str, p: &Path) -> Result<()> {
+    if p == Path::new("/") {
+        return Err(Error::spec(
+            field,
+            "\"/\" would expose the whole host; list the directories the sandbox needs",
+        ));
+    }
+    Ok(())
+}
+
+fn not_reserved(field: &str, p: &Path) -> Result<()> {
+    if let Some(r) = RESERVED.iter().find(|r| p.starts_with(r)) {
+        return Err(Error::spec(
+            field,
+            format!(
+                "{} is under {r}, which the sandbox gets from the runtime",
+                p.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn range(field: &str, value: u64, min: u64, max: u64, unit: &str) -> Result<()> {
+    if value < min || value > max {
+        return Err(Error::spec(
+            field,
+            format!("{value} is out of range: give {min} to {max} {unit}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::model::{BindMount, SandboxSpec};
+
+    fn check(json: &str) -> std::result::Result<(), String> {
+        let spec: SandboxSpec = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        validate(&spec.resolve()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn profiles_alone_are_valid() {
+        for p in ["minimal", "standard", "full"] {
+            check(&format!(r#"{{"profile": "{p}"}}"#)).unwrap();
+        }
+        check("{}").unwrap();
+    }
+
+    #[test]
+    fn each_bad_field_is_named_with_its_fix() {
+        for (json, needle) in [
+            (
+                r#"{"allowed_paths_ro": ["data"]}"#,
+                "allowed_paths_ro[0]: \"data\" is a relative path",
+            ),
+            (
+                r#"{"allowed_paths_rw": ["/a/../etc"]}"#,
+                "allowed_paths_rw[0]: /a/../etc contains '..'",
+            ),
+            (
+                r#"{"allowed_paths_ro": ["/"]}"#,
+                "would expose the whole host",
+            ),
+            (r#"{"allowed_paths_ro": ["/proc/1"]}"#, "is under /proc"),
+            (
+                r#"{"allowed_paths_ro": ["/srv"], "allowed_paths_rw": ["/srv/out"]}"#,
+                "allowed_paths_rw[0]: /srv/out is inside allowed_paths_ro[0] /srv",
+            ),
+            (
+                r#"{"workdir": "work"}"#,
+                "workdir: \"work\" is a relative path",
+            ),
+            (
+                r#"{"workdir": "/tmp"}"#,
+                "workdir: /tmp is the sandbox's tmpfs",
+            ),
+            (
+                r#"{"rootfs": "images/x"}"#,
+                "rootfs: \"images/x\" is a relative path",
+            ),
+            (
+                r#"{"bind_mounts": [{"source": "/a", "target": "b"}]}"#,
+                "bind_mounts[0].target",
+            ),
+            (
+                r#"{"bind_mounts": [{"source": "/a", "target": "/x"}], "allowed_paths_ro": ["/x"]}"#,
+                "/x is mounted twice",
+            ),
+            (r#"{"env": {"A=B": "c"}}"#, "env[\"A=B\"]"),
+            (
+                r#"{"limits": {"memory_bytes": 1024}}"#,
+                "limits.memory_bytes: 1024 is out of range",
+            ),
+            (
+                r#"{"limits": {"cpus": 0}}"#,
+                "limits.cpus: 0 is out of range",
+            ),
+            (
+                r#"{"limits": {"pids": 0}}"#,
+                "limits.pids: 0 is out of range",
+            ),
+            (r#"{"limits": {"open_files": 3}}"#, "limits.open_files"),
+            (r#"{"limits": {"tmp_bytes": 10}}"#, "limits.tmp_bytes"),
+            (
+                r#"{"network": {"allow": ["1.2.3.4:443"]}}"#,
+                "need \"mode\": \"allowlist\"",
+            ),
+            (
+                r#"{"network": {"mode": "full"}}"#,
+                "network.mode: \"full\" is not enforced",
+            ),
+            (r#"{"colour": "blue"}"#, "unknown field `colour`"),
+            (r#"{"limits": {"memory": 5}}"#, "unknown field `memory`"),
+            (r#"{"profile": "huge"}"#, "unknown variant `huge`"),
+        ] {
+            let err = check(json).expect_err(json);
+            assert!(err.contains(needle), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn read_only_inside_writable_is_fine() {
+        let mut r = SandboxSpec::default().resolve();
+        r.allowed_paths_rw = vec!["/srv".into()];
+        r.allowed_paths_ro = vec!["/srv/config".into()];
+        r.bind_mounts = vec![BindMount {
+            source: "/opt/data".into(),
+            target: "/data".into(),
+            readonly: true,
+        }];
+        validate(&r).unwrap();
+    }
+}

@@ -1,0 +1,85 @@
+//! Units on the command line: byte sizes and durations.
+
+use std::time::Duration;
+
+use crate::{Error, Result};
+
+/// Bytes with an optional k/m/g/t suffix (powers of 1024); -1 means unlimited.
+pub fn parse_bytes(flag: &str, text: &str) -> Result<i64> {
+    let bad = || {
+        Error::InvalidArgument(format!(
+            "{flag} {text:?}: expected bytes, optionally with k, m, g or t (e.g. 512m), or -1"
+        ))
+    };
+    if text == "-1" {
+        return Ok(-1);
+    }
+    let lower = text.to_ascii_lowercase();
+    let trimmed = lower.trim_end_matches('b');
+    let (num, mult) = match trimmed.chars().last() {
+        Some('k') => (&trimmed[..trimmed.len() - 1], 1i64 << 10),
+        Some('m') => (&trimmed[..trimmed.len() - 1], 1 << 20),
+        Some('g') => (&trimmed[..trimmed.len() - 1], 1 << 30),
+        Some('t') => (&trimmed[..trimmed.len() - 1], 1 << 40),
+        _ => (trimmed, 1),
+    };
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    if n < 0 {
+        return Err(bad());
+    }
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+/// "5s", "500ms", "2m", "1h", or a bare number of seconds.
+pub fn parse_duration(flag: &str, text: &str) -> Result<Duration> {
+    let bad = || {
+        Error::InvalidArgument(format!(
+            "{flag} {text:?}: expected a duration such as 5s or 500ms"
+        ))
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes() {
+        assert_eq!(parse_bytes("--memory", "1024").unwrap(), 1024);
+        assert_eq!(parse_bytes("--memory", "512m").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("--memory", "512M").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("--memory", "2G").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("--memory", "-1").unwrap(), -1);
+        assert!(parse_bytes("--memory", "lots").is_err());
+        assert!(parse_bytes("--memory", "-5").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        let d = |t| parse_duration("--timeout", t);
+        assert_eq!(d("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(d("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(d("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(d("1m").unwrap(), Duration::from_secs(60));
+        for bad in ["", "0s", "fast", "5x", "-1s"] {
+            let err = d(bad).unwrap_err().to_string();
+            assert!(err.starts_with("--timeout"), "{bad}: {err}");
+        }
+    }
+}
