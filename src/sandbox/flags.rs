@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::model::{BindMount, Network, SandboxSpec, User};
+use super::model::{BindMount, SandboxSpec, User};
 use crate::cli::SpecFlags;
 use crate::units::{parse_bytes, parse_duration};
 use crate::{Error, Result};
