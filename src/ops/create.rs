@@ -213,7 +213,7 @@ fn hard_limit(typ: PosixRlimitType) -> Option<u64> {
     (ok && lim.rlim_max != libc::RLIM_INFINITY).then_some(lim.rlim_max)
 }
 
-fn has_cap_sys_resource() -> bool {
+pub(crate) fn has_cap_sys_resource() -> bool {
     const CAP_SYS_RESOURCE: u32 = 24;
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -127,6 +127,19 @@ pub fn inspect(r: &Resolved) -> Result<HostLayout> {
             ),
         ));
     }
+    if let Ok((_, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        && r.open_files > hard
+        && !crate::ops::create::has_cap_sys_resource()
+    {
+        return Err(Error::spec(
+            "limits.open_files",
+            format!(
+                "{} is above this host's limit of {hard} open files for the runtime \
+                 (raising it needs CAP_SYS_RESOURCE); give at most {hard}",
+                r.open_files
+            ),
+        ));
+    }
     for (k, v) in std::env::vars() {
         if k == "PATH" || k == "TERM" || k == "LANG" || k.starts_with("LC_") {
             layout.env.insert(k, v);

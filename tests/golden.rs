@@ -1,0 +1,104 @@
+//! Golden tests of the translation SandboxSpec → OCI config (pure: no
+//! container runs). Each example spec in bundles/specs/ is translated
+//! against a fixed host layout and compared with tests/golden/<name>.json.
+//! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the files; review
+//! the diff before committing it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sbx_oci::sandbox::host::{ETC_ENTRIES, HostLayout, Kind};
+use sbx_oci::sandbox::validate::validate;
+use sbx_oci::sandbox::{SandboxSpec, translate};
+use serde_json::{Value, json};
+
+/// A merged-/usr Debian host, as this project's machines are.
+fn host() -> HostLayout {
+    let mut kinds = BTreeMap::new();
+    kinds.insert(PathBuf::from("/usr"), Kind::Dir);
+    for (link, target) in [("/bin", "usr/bin"), ("/sbin", "usr/sbin"), ("/lib", "usr/lib"), ("/lib64", "usr/lib64")] {
+        kinds.insert(PathBuf::from(link), Kind::Symlink(PathBuf::from(target)));
+    }
+    for entry in ETC_ENTRIES {
+        let is_dir = ["/etc/ssl", "/etc/alternatives", "/etc/ld.so.conf.d", "/etc/ca-certificates"]
+            .contains(entry);
+        kinds.insert(PathBuf::from(entry), if is_dir { Kind::Dir } else { Kind::File });
+    }
+    for dir in ["/tmp/sbx-example/src", "/tmp/sbx-example/out"] {
+        kinds.insert(PathBuf::from(dir), Kind::Dir);
+    }
+    let env = [("PATH", "/usr/local/bin:/usr/bin:/bin"), ("LANG", "C.UTF-8"), ("TERM", "xterm")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    HostLayout { kinds, env }
+}
+
+fn translated(spec: &SandboxSpec) -> Value {
+    let resolved = spec.resolve();
+    validate(&resolved).unwrap();
+    let (oci, plan) = translate(&resolved, "golden", &host()).unwrap();
+    json!({ "config": oci, "rootfs_plan": plan })
+}
+
+#[test]
+fn example_specs_match_their_golden_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("bundles/specs")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let spec: SandboxSpec =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let got = serde_json::to_string_pretty(&translated(&spec)).unwrap() + "\n";
+        let golden = root.join("tests/golden").join(format!("{name}.json"));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|_| panic!("no {}: run with UPDATE_GOLDEN=1", golden.display()));
+        assert_eq!(got, want, "{name}: translation differs from {}", golden.display());
+        checked += 1;
+    }
+    assert!(checked >= 3, "the example specs are there");
+}
+
+/// The hardening every sandbox gets, whatever its spec says.
+#[test]
+fn hardened_by_default() {
+    for profile in ["minimal", "standard", "full"] {
+        let spec: SandboxSpec =
+            serde_json::from_str(&format!(r#"{{"profile": "{profile}", "command": ["true"]}}"#)).unwrap();
+        let c = &translated(&spec)["config"];
+        let ns: Vec<&str> = c["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        for want in ["pid", "mount", "ipc", "uts", "cgroup", "network"] {
+            assert!(ns.contains(&want), "{profile}: {want} namespace");
+        }
+        assert_eq!(c["process"]["noNewPrivileges"], true);
+        assert_eq!(c["root"]["readonly"], true);
+        let denied = c["linux"]["seccomp"]["syscalls"][0]["names"].as_array().unwrap();
+        for call in ["mount", "unshare", "bpf", "kexec_load", "init_module", "ptrace", "keyctl"] {
+            assert!(denied.iter().any(|n| n == call), "{profile}: seccomp denies {call}");
+        }
+        assert!(c["linux"]["maskedPaths"].as_array().unwrap().iter().any(|p| p == "/proc/kcore"));
+        assert!(c["linux"]["readonlyPaths"].as_array().unwrap().iter().any(|p| p == "/proc/sys"));
+        let mem = &c["linux"]["resources"]["memory"];
+        assert_eq!(mem["limit"], mem["swap"], "{profile}: no swap beyond the memory limit");
+        let caps = c["process"]["capabilities"]["effective"].as_array().unwrap();
+        if profile == "full" {
+            assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
+        } else {
+            assert!(caps.is_empty(), "{profile}: no capabilities");
+            assert_ne!(c["process"]["user"]["uid"], 0, "{profile}: not root");
+        }
+        // The host is bound, never copied, and read-only.
+        let usr = c["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/usr").unwrap();
+        assert_eq!(usr["type"], "bind");
+        assert!(usr["options"].as_array().unwrap().iter().any(|o| o == "rro"));
+    }
+}
