@@ -16,21 +16,38 @@ use serde_json::{Value, json};
 fn host() -> HostLayout {
     let mut kinds = BTreeMap::new();
     kinds.insert(PathBuf::from("/usr"), Kind::Dir);
-    for (link, target) in [("/bin", "usr/bin"), ("/sbin", "usr/sbin"), ("/lib", "usr/lib"), ("/lib64", "usr/lib64")] {
+    for (link, target) in [
+        ("/bin", "usr/bin"),
+        ("/sbin", "usr/sbin"),
+        ("/lib", "usr/lib"),
+        ("/lib64", "usr/lib64"),
+    ] {
         kinds.insert(PathBuf::from(link), Kind::Symlink(PathBuf::from(target)));
     }
     for entry in ETC_ENTRIES {
-        let is_dir = ["/etc/ssl", "/etc/alternatives", "/etc/ld.so.conf.d", "/etc/ca-certificates"]
-            .contains(entry);
-        kinds.insert(PathBuf::from(entry), if is_dir { Kind::Dir } else { Kind::File });
+        let is_dir = [
+            "/etc/ssl",
+            "/etc/alternatives",
+            "/etc/ld.so.conf.d",
+            "/etc/ca-certificates",
+        ]
+        .contains(entry);
+        kinds.insert(
+            PathBuf::from(entry),
+            if is_dir { Kind::Dir } else { Kind::File },
+        );
     }
     for dir in ["/tmp/sbx-example/src", "/tmp/sbx-example/out"] {
         kinds.insert(PathBuf::from(dir), Kind::Dir);
     }
-    let env = [("PATH", "/usr/local/bin:/usr/bin:/bin"), ("LANG", "C.UTF-8"), ("TERM", "xterm")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let env = [
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("LANG", "C.UTF-8"),
+        ("TERM", "xterm"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
     HostLayout { kinds, env }
 }
 
@@ -57,7 +74,12 @@ fn example_specs_match_their_golden_files() {
         }
         let want = std::fs::read_to_string(&golden)
             .unwrap_or_else(|_| panic!("no {}: run with UPDATE_GOLDEN=1", golden.display()));
-        assert_eq!(got, want, "{name}: translation differs from {}", golden.display());
+        assert_eq!(
+            got,
+            want,
+            "{name}: translation differs from {}",
+            golden.display()
+        );
         checked += 1;
     }
     assert!(checked >= 3, "the example specs are there");
@@ -67,8 +89,10 @@ fn example_specs_match_their_golden_files() {
 #[test]
 fn hardened_by_default() {
     for profile in ["minimal", "standard", "full"] {
-        let spec: SandboxSpec =
-            serde_json::from_str(&format!(r#"{{"profile": "{profile}", "command": ["true"]}}"#)).unwrap();
+        let spec: SandboxSpec = serde_json::from_str(&format!(
+            r#"{{"profile": "{profile}", "command": ["true"]}}"#
+        ))
+        .unwrap();
         let c = &translated(&spec)["config"];
         let ns: Vec<&str> = c["linux"]["namespaces"]
             .as_array()
@@ -81,15 +105,45 @@ fn hardened_by_default() {
         }
         assert_eq!(c["process"]["noNewPrivileges"], true);
         assert_eq!(c["root"]["readonly"], true);
-        let denied = c["linux"]["seccomp"]["syscalls"][0]["names"].as_array().unwrap();
-        for call in ["mount", "unshare", "bpf", "kexec_load", "init_module", "ptrace", "keyctl"] {
-            assert!(denied.iter().any(|n| n == call), "{profile}: seccomp denies {call}");
+        let denied = c["linux"]["seccomp"]["syscalls"][0]["names"]
+            .as_array()
+            .unwrap();
+        for call in [
+            "mount",
+            "unshare",
+            "bpf",
+            "kexec_load",
+            "init_module",
+            "ptrace",
+            "keyctl",
+        ] {
+            assert!(
+                denied.iter().any(|n| n == call),
+                "{profile}: seccomp denies {call}"
+            );
         }
-        assert!(c["linux"]["maskedPaths"].as_array().unwrap().iter().any(|p| p == "/proc/kcore"));
-        assert!(c["linux"]["readonlyPaths"].as_array().unwrap().iter().any(|p| p == "/proc/sys"));
+        assert!(
+            c["linux"]["maskedPaths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == "/proc/kcore")
+        );
+        assert!(
+            c["linux"]["readonlyPaths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == "/proc/sys")
+        );
         let mem = &c["linux"]["resources"]["memory"];
-        assert_eq!(mem["limit"], mem["swap"], "{profile}: no swap beyond the memory limit");
-        let caps = c["process"]["capabilities"]["effective"].as_array().unwrap();
+        assert_eq!(
+            mem["limit"], mem["swap"],
+            "{profile}: no swap beyond the memory limit"
+        );
+        let caps = c["process"]["capabilities"]["effective"]
+            .as_array()
+            .unwrap();
         if profile == "full" {
             assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
         } else {
@@ -97,8 +151,19 @@ fn hardened_by_default() {
             assert_ne!(c["process"]["user"]["uid"], 0, "{profile}: not root");
         }
         // The host is bound, never copied, and read-only.
-        let usr = c["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/usr").unwrap();
+        let usr = c["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/usr")
+            .unwrap();
         assert_eq!(usr["type"], "bind");
-        assert!(usr["options"].as_array().unwrap().iter().any(|o| o == "rro"));
+        assert!(
+            usr["options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o == "rro")
+        );
     }
 }

@@ -127,7 +127,8 @@ pub fn inspect(r: &Resolved) -> Result<HostLayout> {
             ),
         ));
     }
-    if let Ok((_, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    if let Ok((_, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         && r.open_files > hard
         && !crate::ops::create::has_cap_sys_resource()
     {

@@ -1,0 +1,510 @@
+//! Sandboxes, for real: every promise of the SandboxSpec checked by running
+//! commands in sandboxes through the binary, as root.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Env, cgroup_dirs};
+use serde_json::Value;
+
+/// `sandbox run`, returning (exit code, stdout, stderr).
+fn run(env: &Env, args: &[&str]) -> (i32, String, String) {
+    let mut full = vec!["sandbox", "run"];
+    full.extend_from_slice(args);
+    let out = env.sbx(&full);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A run sandbox leaves nothing: no state, no cgroup.
+fn assert_sandbox_gone(env: &Env, id: &str) {
+    assert!(!env.root.join(id).exists(), "state of {id} left");
+    let left = cgroup_dirs(&format!("sbx-oci-{id}"));
+    assert!(left.is_empty(), "cgroups of {id} left: {left:?}");
+}
+
+#[test]
+fn runs_as_unprivileged_user_without_capabilities() {
+    let env = Env::new("sbxuser");
+    let (code, out, err) = run(&env, &["--", "cat", "/proc/self/status"]);
+    assert_eq!(code, 0, "{err}");
+    let field = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l[name.len()..].trim().to_owned())
+            .unwrap_or_default()
+    };
+    assert!(field("Uid:").starts_with("65534"), "{out}");
+    assert_eq!(field("CapEff:"), "0000000000000000");
+    assert_eq!(field("CapBnd:"), "0000000000000000");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("Seccomp:"), "2");
+
+    let (code, out, _) = run(&env, &["--user", "1234:4321", "--", "id"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("uid=1234 gid=4321"), "{out}");
+}
+
+#[test]
+fn exit_status_output_stdin_and_environment() {
+    let env = Env::new("sbxio");
+    let (code, out, err) = run(&env, &["--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (7, "out\n", "err\n"));
+
+    // stdin is passed through.
+    let mut child = env
+        .command(&[
+            "sandbox",
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "read line; echo got $line",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"data\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got data\n");
+
+    // Only LANG, LC_*, PATH and TERM come from the caller.
+    let out = env
+        .command(&[
+            "sandbox",
+            "run",
+            "--name",
+            &env.id("envs"),
+            "--env",
+            "MINE=1",
+            "--",
+            "env",
+        ])
+        .env("SECRET_TOKEN", "leak")
+        .env("LANG", "C.UTF-8")
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("SECRET_TOKEN"), "{text}");
+    for want in [
+        "LANG=C.UTF-8",
+        "LC_ALL=C",
+        "HOME=/workspace",
+        "TMPDIR=/tmp",
+        "MINE=1",
+        &format!("SANDBOX_ID={}", env.id("envs")),
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want} in {text}");
+    }
+    assert!(text.lines().any(|l| l.starts_with("PATH=")));
+}
+
+#[test]
+fn output_streams_before_the_command_ends() {
+    let env = Env::new("sbxstream");
+    let mut child = env
+        .command(&[
+            "sandbox",
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo first; sleep 3; echo second",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "first");
+    assert!(
+        start.elapsed() < Duration::from_millis(2500),
+        "first line came at once"
+    );
+    assert_eq!(lines.next().unwrap().unwrap(), "second");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn filesystem_allowlists() {
+    let env = Env::new("sbxfs");
+    let ro = env.dir.join("ro");
+    let rw = env.dir.join("rw");
+    let hidden = env.dir.join("hidden");
+    for d in [&ro, &rw, &hidden] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(ro.join("input"), "readable").unwrap();
+    std::fs::write(hidden.join("secret"), "nope").unwrap();
+    let uid_rw = rw.to_str().unwrap();
+    nix::unistd::chown(&rw, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let script = format!(
+        "cat {ro}/input; echo; \
+         echo x > {ro}/new 2>/dev/null && echo RO-WRITABLE; \
+         echo result > {rw}/output && echo wrote; \
+         cat {hidden}/secret 2>/dev/null && echo HIDDEN-VISIBLE; \
+         ls /root /home 2>/dev/null | head -1; \
+         test -e /etc/shadow && echo SHADOW-VISIBLE; \
+         echo work > /workspace/f && cat /workspace/f",
+        ro = ro.display(),
+        rw = uid_rw,
+        hidden = hidden.display()
+    );
+    let (code, out, err) = run(
+        &env,
+        &[
+            "--ro",
+            ro.to_str().unwrap(),
+            "--rw",
+            uid_rw,
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "readable\nwrote\nwork\n");
+    assert_eq!(
+        std::fs::read_to_string(rw.join("output")).unwrap(),
+        "result\n"
+    );
+    assert!(!ro.join("new").exists());
+
+    // A bind mount to another path, read-only.
+    let (code, out, _) = run(
+        &env,
+        &[
+            "--bind",
+            &format!("{}:/data:ro", ro.display()),
+            "--",
+            "sh",
+            "-c",
+            "cat /data/input; touch /data/x 2>/dev/null || echo refused",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "readablerefused\n"));
+}
+
+#[test]
+fn memory_hog_is_oom_killed_and_reported() {
+    let env = Env::new("sbxoom");
+    let id = env.id("hog");
+    let report = env.dir.join("report.json");
+    let (code, _, err) = run(
+        &env,
+        &[
+            "--name",
+            &id,
+            "--memory",
+            "48M",
+            "--report",
+            report.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+        ],
+    );
+    assert_eq!(code, 137, "{err}");
+    assert!(err.contains("out of memory"), "{err}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["oom_killed"], true);
+    assert_eq!(r["exit_code"], 137);
+    assert_eq!(r["signal"], 9);
+    assert_eq!(r["timed_out"], false);
+    let peak = r["peak_memory_bytes"].as_u64().unwrap();
+    assert!(peak > 40 << 20 && peak <= 48 << 20, "peak {peak}");
+    assert!(r["cpu_time_ms"].as_u64().unwrap() > 0);
+    assert_sandbox_gone(&env, &id);
+}
+
+#[test]
+fn fork_loop_stops_at_the_pids_limit() {
+    let env = Env::new("sbxpids");
+    let (code, out, err) = run(
+        &env,
+        &[
+            "--pids",
+            "16",
+            "--",
+            "sh",
+            "-c",
+            // The forks happen in a subshell (a shell gives up at its first
+            // failed fork); the count uses builtins only.
+            "(i=0; while [ $i -lt 60 ]; do sleep 5 & i=$((i+1)); done); \
+           set -- /proc/[0-9]*; echo $#",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let count: u32 = out.trim().parse().unwrap();
+    assert!(count <= 16, "{count} processes under a limit of 16");
+    assert!(
+        err.contains("fork") || err.contains("Resource temporarily unavailable"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sleeper_is_killed_at_the_wall_time_limit() {
+    let env = Env::new("sbxtime");
+    let id = env.id("sleeper");
+    let start = Instant::now();
+    let (code, _, err) = run(
+        &env,
+        &[
+            "--name",
+            &id,
+            "--timeout",
+            "400ms",
+            "--report",
+            "-",
+            "--",
+            "sh",
+            "-c",
+            "sleep 30 & sleep 30",
+        ],
+    );
+    assert_eq!(code, 124);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(
+        err.contains("killed at the wall-time limit of 400 ms"),
+        "{err}"
+    );
+    let report: Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
+    assert_eq!(report["timed_out"], true);
+    assert_eq!(report["exit_code"], 124);
+    assert_sandbox_gone(&env, &id);
+}
+
+#[test]
+fn denied_system_calls_fail() {
+    let env = Env::new("sbxseccomp");
+    // Even as root with the full profile's capabilities.
+    let (code, out, err) = run(
+        &env,
+        &[
+            "--profile",
+            "full",
+            "--",
+            "sh",
+            "-c",
+            "unshare -U true 2>&1 || echo unshare-refused; \
+           mount -t tmpfs none /mnt 2>&1 || echo mount-refused; id -u",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("unshare-refused") && out.contains("mount-refused"),
+        "{out}"
+    );
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(out.ends_with("0\n"), "full runs as root: {out}");
+}
+
+#[test]
+fn persistent_sandbox_exec_stats_snapshot_restore() {
+    let env = Env::new("sbxbox");
+    let id = env.id("box");
+    env.ok(&["sandbox", "create", "--profile", "minimal", &id]);
+    assert_eq!(env.status(&id), "running");
+
+    let exec = |script: &str| -> (i32, String) {
+        let out = env.sbx(&["sandbox", "exec", &id, "--", "sh", "-c", script]);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(
+        exec("echo v1 > file; mkdir d; echo inner > d/x; ln -s /etc/passwd link; pwd"),
+        (0, "/workspace\n".into())
+    );
+    assert_eq!(exec("exit 3").0, 3);
+
+    let stats: Value = serde_json::from_str(&env.ok(&["sandbox", "stats", &id])).unwrap();
+    assert_eq!(stats["status"], "running");
+    assert!(stats["memory_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(stats["pids_limit"], 64);
+    assert_eq!(stats["memory_limit_bytes"], 256u64 << 20);
+
+    env.ok(&["sandbox", "snapshot", &id, "s1"]);
+    exec("echo v2 > file; rm -r d; echo new > new");
+    assert_eq!(exec("ls; cat file").1, "file\nlink\nnew\nv2\n");
+    env.ok(&["sandbox", "restore", &id, "s1"]);
+    assert_eq!(
+        exec("ls; cat file d/x; readlink link").1,
+        "d\nfile\nlink\nv1\ninner\n/etc/passwd\n"
+    );
+    env.fails(&["sandbox", "snapshot", &id, "s1"], "already exists");
+    env.fails(
+        &["sandbox", "restore", &id, "nope"],
+        "has no snapshot \"nope\"",
+    );
+
+    // A per-exec timeout kills the command and what it started.
+    let start = Instant::now();
+    let out = env.sbx(&[
+        "sandbox",
+        "exec",
+        "--timeout",
+        "300ms",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "sleep 30 & sleep 30",
+    ]);
+    assert_eq!(out.status.code(), Some(124));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(exec("ps -e -o comm= | grep -c sleep").1.trim(), "0");
+
+    env.ok(&["delete", "--force", &id]);
+    assert_sandbox_gone(&env, &id);
+    env.fails(&["sandbox", "exec", &id, "--", "true"], "does not exist");
+}
+
+#[test]
+fn bad_specs_are_refused_before_anything_is_created() {
+    let env = Env::new("sbxbad");
+    let spec = env.dir.join("spec.json");
+    let missing = env.dir.join("missing");
+    let cases: Vec<(String, Vec<String>, &str)> = vec![
+        (
+            r#"{"colour": "blue"}"#.into(),
+            vec![],
+            "unknown field `colour`",
+        ),
+        (
+            r#"{"allowed_paths_ro": ["rel"]}"#.into(),
+            vec![],
+            "allowed_paths_ro[0]: \"rel\" is a relative path",
+        ),
+        (
+            format!(r#"{{"allowed_paths_rw": ["{}"]}}"#, missing.display()),
+            vec![],
+            "allowed_paths_rw[0]:",
+        ),
+        (
+            r#"{"allowed_paths_ro": ["/usr"], "allowed_paths_rw": ["/usr/local"]}"#.into(),
+            vec![],
+            "a writable path cannot be nested in a read-only one",
+        ),
+        (
+            r#"{"limits": {"pids": 0}}"#.into(),
+            vec![],
+            "limits.pids: 0 is out of range",
+        ),
+        (
+            r#"{"limits": {"open_files": 100000000}}"#.into(),
+            vec![],
+            "limits.open_files",
+        ),
+        (
+            r#"{"network": {"mode": "allowlist", "allow": ["10.0.0.1:443"]}}"#.into(),
+            vec![],
+            "network.mode: \"allowlist\" is not enforced",
+        ),
+        ("{ not json".into(), vec![], "key must be a string"),
+        (
+            "{}".into(),
+            vec!["--bind".into(), "/nowhere".into()],
+            "--bind \"/nowhere\"",
+        ),
+        (
+            "{}".into(),
+            vec!["--memory".into(), "lots".into()],
+            "--memory \"lots\"",
+        ),
+    ];
+    for (text, extra, needle) in cases {
+        std::fs::write(&spec, &text).unwrap();
+        let mut args = vec!["sandbox", "run", "--spec", spec.to_str().unwrap()];
+        args.extend(extra.iter().map(String::as_str));
+        args.extend(["--", "true"]);
+        let err = env.fails(&args, needle);
+        assert!(err.starts_with("sbx-oci: "), "{err}");
+        let left = std::fs::read_dir(&env.root).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(left, 0, "{text}: nothing may be created");
+    }
+    // No command at all.
+    std::fs::write(&spec, "{}").unwrap();
+    env.fails(
+        &["sandbox", "run", "--spec", spec.to_str().unwrap()],
+        "nothing to run",
+    );
+    env.fails(
+        &[
+            "sandbox",
+            "run",
+            "--spec",
+            missing.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+        "cannot read sandbox spec",
+    );
+}
+
+/// A bundle written by `sandbox bundle` is an ordinary OCI bundle: runc
+/// runs it, with the sandbox's limits.
+#[test]
+fn bundle_runs_under_runc() {
+    let env = Env::new("sbxrunc");
+    let out_dir = env.dir.join("bundle");
+    let id = env.id("runc");
+    env.ok(&[
+        "sandbox",
+        "bundle",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--name",
+        &id,
+        "--pids",
+        "8",
+        "--",
+        "sh",
+        "-c",
+        "id -u; (i=0; while [ $i -lt 30 ]; do sleep 5 & i=$((i+1)); done) 2>/dev/null; \
+              set -- /proc/[0-9]*; echo $#",
+    ]);
+    assert!(out_dir.join("config.json").is_file() && out_dir.join("rootfs").is_dir());
+    let runc_root = env.dir.join("runc-root");
+    let out = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(&runc_root)
+        .args(["run", "--bundle", out_dir.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
+        .output()
+        .expect("runc is installed (apt-get install runc)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "runc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("65534"), "{text}");
+    let count: u32 = lines.next().unwrap().parse().unwrap();
+    assert!(count <= 8, "runc enforced the pids limit: {count}");
+    assert!(cgroup_dirs(&format!("sbx-oci-{id}")).is_empty());
+    env.fails(
+        &[
+            "sandbox",
+            "bundle",
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+        "is not empty",
+    );
+}
