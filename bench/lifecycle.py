@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Lifecycle benchmark: `RUNTIME run` of `true` on the busybox bundle
 (create, start, wait, delete in one command), sbx-oci against a reference
-runtime (runc by default), alternated run by run so both see the same machine.
+runtime (runc by default), alternated run by run so both see the same machine;
+and sbx-oci's `sandbox run -- true` (host rootfs, seccomp, the sandbox's
+mounts and limits) against sbx-oci's plain `run` in the same rotation.
 
 Prints each runtime's median, p10/p90, the ratio of medians, and the peak RSS
 of one run: the largest single process, as GNU time's %M reports it (measured
@@ -25,11 +27,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
-def one_run(binary, root, bundle, cid):
-    """Runs `binary run` once; returns its wall time in seconds."""
+def command(name, binary, root, bundle, cid):
+    """The measured command: `run` of the bundle, or for "sandbox" a
+    `sandbox run -- true` on the host rootfs (sbx-oci's sandbox layer)."""
+    if name == "sandbox":
+        return [binary, "--root", root, "sandbox", "run", "--name", cid, "--", "true"]
+    return [binary, "--root", root, "run", "--bundle", bundle, cid]
+
+
+def one_run(name, binary, root, bundle, cid):
+    """Runs the command once; returns its wall time in seconds."""
     start = time.perf_counter()
     proc = subprocess.run(
-        [binary, "--root", root, "run", "--bundle", bundle, cid],
+        command(name, binary, root, bundle, cid),
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
@@ -38,10 +48,10 @@ def one_run(binary, root, bundle, cid):
     return elapsed
 
 
-def peak_rss_kib(binary, root, bundle, cid):
-    """Peak RSS (KiB) of the largest process of one `run`, via GNU time."""
+def peak_rss_kib(name, binary, root, bundle, cid):
+    """Peak RSS (KiB) of the largest process of one run, via GNU time."""
     proc = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", binary, "--root", root, "run", "--bundle", bundle, cid],
+        ["/usr/bin/time", "-f", "%M"] + command(name, binary, root, bundle, cid),
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
     return int(proc.stderr.decode().strip().splitlines()[-1])
 
@@ -60,7 +70,8 @@ def main():
     if os.geteuid() != 0:
         sys.exit("run as root")
 
-    runtimes = [("sbx-oci", os.path.abspath(args.sbx)), ("runc", args.ref)]
+    sbx = os.path.abspath(args.sbx)
+    runtimes = [("sbx-oci", sbx), ("runc", args.ref), ("sandbox", sbx)]
     for extra in args.also:
         name, _, path = extra.partition("=")
         runtimes.append((name, path))
@@ -87,14 +98,14 @@ def main():
             order = runtimes[i % len(runtimes):] + runtimes[:i % len(runtimes)]
             for name, path in order:
                 root = os.path.join(work, "root-" + name)
-                secs = one_run(path, root, bundle, f"sbx-bench-{i}")
+                secs = one_run(name, path, root, bundle, f"sbx-bench-{os.getpid()}-{i}")
                 if i >= args.warmup:
                     times[name].append(secs)
         if os.path.exists("/usr/bin/time"):
             for i in range(10):
                 for name, path in runtimes:
                     root = os.path.join(work, "root-" + name)
-                    kib = peak_rss_kib(path, root, bundle, f"sbx-rss-{i}")
+                    kib = peak_rss_kib(name, path, root, bundle, f"sbx-rss-{os.getpid()}-{i}")
                     rss[name] = max(rss[name] or 0, kib)
         else:
             print("peak RSS not measured: /usr/bin/time missing (apt-get install time)")
@@ -115,6 +126,9 @@ def main():
                   f"{shown} {med/ref:7.2f}x")
         print(f"sbx-oci/runc median ratio: {results['sbx-oci']['ratio']:.2f} "
               f"({args.runs} alternated runs each of `run` with `true`)")
+        sandbox_ratio = results["sandbox"]["median_ms"] / results["sbx-oci"]["median_ms"]
+        results["sandbox"]["vs_busybox_run"] = sandbox_ratio
+        print(f"sandbox run -- true / sbx-oci run (busybox): {sandbox_ratio:.2f}")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=1)
