@@ -508,3 +508,30 @@ fn bundle_runs_under_runc() {
         "is not empty",
     );
 }
+
+/// The example specs of bundles/specs run as documented.
+#[test]
+fn example_specs_run() {
+    let env = Env::new("sbxexamples");
+    let specs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bundles/specs");
+    let (code, out, err) = run(
+        &env,
+        &["--spec", specs.join("python-tool.json").to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("Python 3.") && out.ends_with("in a sandbox\n"),
+        "{out}"
+    );
+    let (code, out, err) = run(
+        &env,
+        &[
+            "--spec",
+            specs.join("minimal.json").to_str().unwrap(),
+            "--name",
+            &env.id("min"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("hello from {} as 65534\n", env.id("min")));
+}
