@@ -34,6 +34,8 @@ pub fn create(ctx: &Context, args: &cli::Create, foreground: bool) -> Result<Con
 }
 
 /// Creates the container for an id already claimed, from `bundle` (absolute).
+/// The caller made sure, before any side effect, that this process runs from
+/// the protected binary (`selfexe::ensure_protected`).
 pub fn create_claimed(
     ctx: &Context,
     claim: Claim,
@@ -43,7 +45,6 @@ pub fn create_claimed(
     workload: Workload,
 ) -> Result<Container> {
     let id = args.container_id.as_str();
-    selfexe::ensure_protected()?;
     let bundle = bundle.to_owned();
     // Only a config using runc's tmpcopyup is rewritten (see `copyup`).
     let copyup = copyup::prepare(&bundle, &ctx.store.dir(id).join("@bundle"))?;
