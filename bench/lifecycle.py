@@ -10,7 +10,7 @@ of one run: the largest single process, as GNU time's %M reports it (measured
 in separate runs launched by /usr/bin/time, whose own ~1 MB is the floor; a
 launcher forked from Python would add Python's RSS).
 
-    python3 bench/lifecycle.py [--runs 200] [--sbx target/release/sbx-oci]
+    python3 bench/lifecycle.py [--runs 200] [--sbx target/<host>/release/sbx-oci]
                                [--ref runc] [--also NAME=PATH ...]
 """
 import argparse
@@ -56,11 +56,26 @@ def peak_rss_kib(name, binary, root, bundle, cid):
     return int(proc.stderr.decode().strip().splitlines()[-1])
 
 
+def default_sbx():
+    """The release binary: target/<host tuple>/release/ (.cargo/config.toml
+    sets a build target), else target/release/."""
+    try:
+        host = next(line.split()[1] for line in subprocess.run(
+            ["rustc", "-vV"], capture_output=True, text=True).stdout.splitlines()
+            if line.startswith("host:"))
+        path = os.path.join(REPO, "target", host, "release", "sbx-oci")
+        if os.path.exists(path):
+            return path
+    except (OSError, StopIteration):
+        pass
+    return os.path.join(REPO, "target/release/sbx-oci")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=200, help="runs per runtime")
     ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--sbx", default=os.path.join(REPO, "target/release/sbx-oci"))
+    ap.add_argument("--sbx", default=default_sbx())
     ap.add_argument("--ref", default=shutil.which("runc") or "runc",
                     help="reference runtime (runc)")
     ap.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
