@@ -215,7 +215,8 @@ expect "task rm and container rm after kill --all" 0 '^$'
 
 # --- a failed create: the message comes from sbx-oci's --log JSON ---------------
 run 60 "${RUN[@]}" --rm "$IMG" f1 /no/such/binary
-if [ "$RC" != 0 ] && grep -q "OCI runtime create failed: create container \\"f1\\": .*executable '/no/such/binary' not found" <<<"$OUT"; then
+if [ "$RC" != 0 ] && grep -q -F 'OCI runtime create failed: create container "f1": ' <<<"$OUT" \
+   && grep -q -F "executable '/no/such/binary' not found" <<<"$OUT"; then
   pass "failed create: ctr shows sbx-oci's --log message (exit $RC)"
   sed 's/^/     | /' <<<"$OUT"
 else fail "failed create" "exit $RC"; fi
