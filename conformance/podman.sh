@@ -108,6 +108,8 @@ expect() {
 tty_run() { local s=$1; shift
   OUT=$(timeout -k 5 "$s" script -qec "$*" /dev/null 2>&1 </dev/null | tr -d '\r'); RC=${PIPESTATUS[0]}; }
 inspect() { timeout 20 "${P[@]}" inspect -f "$2" "$1" 2>/dev/null; }
+# gone PID: exited (no longer in /proc, or a zombie not yet reaped).
+gone() { [ ! -e "/proc/$1" ] || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
 freezer_state() {
   local pid cg; pid=$(inspect "$1" '{{.State.Pid}}')
   cg=$(awk -F: '$2=="freezer"{print $3}' "/proc/$pid/cgroup")
@@ -205,18 +207,32 @@ expect "--network none: only lo" 0 '^lo$'
 run 60 "${P[@]}" run --rm "$IMG" ip -4 -o addr show eth0
 expect "default bridge: eth0 has an address" 0 'inet 10\.88\.[0-9]+\.[0-9]+/16'
 
-# --- --pid host and kill --all -------------------------------------------------
-marker=$((RANDOM + 40000))
-run 60 "${P[@]}" run -d --name h1 --pid host --network none "$IMG" sh -c "sleep $marker"
-hostpid=""
-for _ in $(seq 50); do hostpid=$(pgrep -x -f "sleep $marker") && break; sleep 0.1; done
+# --- --pid host: kill, and stop's kill --all ------------------------------------
+# podman kill sends the signal to the init process; podman stop of a container
+# without its own pid namespace calls `kill --all ID 15`, which must reach
+# every process in the container's cgroup.
+m1=$((RANDOM + 40000)) m2=$((RANDOM + 40000))
+run 60 "${P[@]}" run -d --name h1 --pid host --network none "$IMG" sh -c "sleep $m1"
+p1=""
+for _ in $(seq 50); do p1=$(pgrep -x -f "sleep $m1") && break; sleep 0.1; done
 run 30 "${P[@]}" kill h1
-sleep 0.5
-if [ "$RC" = 0 ] && [ -n "$hostpid" ] && ! kill -0 "$hostpid" 2>/dev/null \
-   && [ "$(inspect h1 '{{.State.Status}}')" = exited ]; then
-  pass "--pid host: kill reaches every process (kill --all)"
-else fail "--pid host kill" "rc $RC, host pid '$hostpid', status $(inspect h1 '{{.State.Status}}')"; fi
-run 30 "${P[@]}" rm -f h1
+for _ in $(seq 150); do gone "$p1" && break; sleep 0.1; done
+if [ "$RC" = 0 ] && [ -n "$p1" ] && gone "$p1" && [ "$(inspect h1 '{{.State.Status}}')" = exited ]; then
+  pass "--pid host: podman kill"
+else fail "--pid host: podman kill" "rc $RC, host pid '$p1', status $(inspect h1 '{{.State.Status}}')"; fi
+run 60 "${P[@]}" run -d --name h2 --pid host --network none "$IMG" \
+  sh -c "trap : TERM; sleep $m1 & sleep $m2 & wait; wait; echo done"
+p1="" p2=""
+for _ in $(seq 50); do
+  p1=$(pgrep -x -f "sleep $m1") && p2=$(pgrep -x -f "sleep $m2") && break; sleep 0.1
+done
+run 30 "${P[@]}" stop -t 10 h2
+for _ in $(seq 150); do gone "$p1" && gone "$p2" && break; sleep 0.1; done
+code=$(inspect h2 '{{.State.ExitCode}}')
+if [ "$RC" = 0 ] && [ -n "$p1" ] && [ -n "$p2" ] && gone "$p1" && gone "$p2" && [ "$code" = 0 ]; then
+  pass "--pid host: stop's kill --all TERMs every process (init exits 0, no KILL)"
+else fail "--pid host: stop (kill --all)" "rc $RC, pids '$p1' '$p2', exit code $code"; fi
+run 30 "${P[@]}" rm -f h1 h2
 
 # --- --read-only ---------------------------------------------------------------
 run 60 "${P[@]}" run --rm --read-only --network none "$IMG" sh -c 'touch /x'
