@@ -63,8 +63,9 @@ cleanup() {
   for pid in $(our_pids); do [ "$pid" != $$ ] && kill -9 "$pid" 2>/dev/null; done
   # Mounts under $T (overlay layers, shm), deepest first.
   findmnt -rn -o TARGET | grep -F -- "$T" | sort -r | while read -r m; do umount -l "$m"; done
-  if [ $had_netns_dir = 0 ] && [ -d /run/netns ]; then
-    for f in /run/netns/*; do [ -e "$f" ] && { umount -l "$f"; rm -f "$f"; }; done
+  # podman made /run/netns (a shared self-bind mount) if it was missing; undo
+  # that only once it is empty (podman removes its netns files on rm).
+  if [ $had_netns_dir = 0 ] && [ -d /run/netns ] && [ -z "$(ls -A /run/netns)" ]; then
     while findmnt -rn /run/netns >/dev/null; do umount -l /run/netns || break; done
     rmdir /run/netns
   fi
