@@ -4,7 +4,7 @@ busybox image, with sbx-oci and with runc as the runtime, alternated run by run
 so both see the same machine. Prints each median, p10/p90 and the ratio of
 medians per client. Not run by CI (needs root, podman, containerd, runc).
 
-    python3 bench/clients.py [--runs 20] [--sbx target/release/sbx-oci] [--ref runc]
+    python3 bench/clients.py [--runs 20] [--sbx target/<host>/release/sbx-oci] [--ref runc]
 
 podman runs with a private containers.conf/storage and `--network none`;
 containerd is a private daemon (root, state, sockets in a temp dir, CRI off)
@@ -184,14 +184,20 @@ def timed(cmd):
     return elapsed
 
 
+def default_sbx():
+    """The release build: target/<host tuple>/release/sbx-oci
+    (.cargo/config.toml sets the build target)."""
+    host = next(line.split()[1] for line in subprocess.run(
+        ["rustc", "-vV"], capture_output=True, text=True).stdout.splitlines()
+        if line.startswith("host:"))
+    return os.path.join(REPO, "target", host, "release", "sbx-oci")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20, help="runs per client and runtime")
     ap.add_argument("--warmup", type=int, default=2)
-    default_sbx = os.path.join(REPO, "target/release/sbx-oci")
-    if not os.path.exists(default_sbx):
-        default_sbx = os.path.join(REPO, "target/debug/sbx-oci")
-    ap.add_argument("--sbx", default=default_sbx)
+    ap.add_argument("--sbx", default=default_sbx())
     ap.add_argument("--ref", default=shutil.which("runc") or "/usr/sbin/runc")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()

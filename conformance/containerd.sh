@@ -3,14 +3,14 @@
 # state and sockets in a temp dir, CRI plugin off) and
 #   ctr run --runtime io.containerd.runc.v2 --runc-binary $R
 # on a busybox OCI image built locally (no registry). Run as root:
-#   conformance/containerd.sh [/abs/path/to/sbx-oci]   (default target/debug/sbx-oci)
+#   conformance/containerd.sh [/abs/path/to/sbx-oci]   (default: the debug build, target/<host tuple>/debug/sbx-oci)
 # Ends with "N passed, M failed"; exits non-zero if anything failed. Cleans up
 # everything it created on exit (daemon, shims, containers, mounts, cgroups,
 # the shim's fixed paths under /run/containerd, dirs).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-R=$(realpath -m "${1:-$REPO/target/debug/sbx-oci}")
+R=$(realpath -m "${1:-$REPO/target/$(rustc -vV | sed -n 's/^host: //p')/debug/sbx-oci}")
 [ -x "$R" ] || { echo "containerd.sh: no runtime binary at $R (cargo build first)" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "containerd.sh: run as root" >&2; exit 2; }
 

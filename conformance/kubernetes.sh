@@ -7,11 +7,11 @@
 # own parsed configuration carry the handler; then stops containerd and
 # removes everything. No pod is run (that needs a pause image and a CRI
 # client; conformance/containerd.sh covers the runc v2 shim with sbx-oci).
-#   conformance/kubernetes.sh [/abs/path/to/sbx-oci]   (default target/debug/sbx-oci)
+#   conformance/kubernetes.sh [/abs/path/to/sbx-oci]   (default: the debug build, target/<host tuple>/debug/sbx-oci)
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-R=$(realpath -m "${1:-$REPO/target/debug/sbx-oci}")
+R=$(realpath -m "${1:-$REPO/target/$(rustc -vV | sed -n 's/^host: //p')/debug/sbx-oci}")
 [ -x "$R" ] || { echo "kubernetes.sh: no runtime binary at $R (cargo build first)" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "kubernetes.sh: run as root" >&2; exit 2; }
 

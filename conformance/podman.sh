@@ -2,14 +2,14 @@
 # podman 4.3 driving sbx-oci: every scenario runs `podman --runtime $R` with a
 # private containers.conf, storage and tmpdir, on a busybox image built
 # locally (no registry). Run as root:
-#   conformance/podman.sh [/abs/path/to/sbx-oci]   (default target/debug/sbx-oci)
+#   conformance/podman.sh [/abs/path/to/sbx-oci]   (default: the debug build, target/<host tuple>/debug/sbx-oci)
 # Ends with "N passed, M failed"; exits non-zero if anything failed. Cleans up
 # everything it created on exit (containers, mounts, netns, cgroups, nft
 # tables, ip_forward, dirs).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-R=$(realpath -m "${1:-$REPO/target/debug/sbx-oci}")
+R=$(realpath -m "${1:-$REPO/target/$(rustc -vV | sed -n 's/^host: //p')/debug/sbx-oci}")
 [ -x "$R" ] || { echo "podman.sh: no runtime binary at $R (cargo build first)" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "podman.sh: run as root" >&2; exit 2; }
 
