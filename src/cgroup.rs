@@ -59,20 +59,7 @@ impl Cgroup {
     /// How many times the kernel's OOM killer killed a process of the
     /// cgroup (v2 memory.events, or v1 memory.oom_control); 0 if unknown.
     pub fn oom_kills(&self) -> u64 {
-        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
-        let base = std::path::Path::new("/sys/fs/cgroup");
-        [
-            base.join("memory").join(rel).join("memory.oom_control"),
-            base.join(rel).join("memory.events"),
-        ]
-        .iter()
-        .filter_map(|f| std::fs::read_to_string(f).ok())
-        .find_map(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("oom_kill "))
-                .and_then(|n| n.trim().parse().ok())
-        })
-        .unwrap_or(0)
+        oom_kills_at(&self.path)
     }
 
     pub fn thaw(&self) -> Result<()> {
@@ -91,4 +78,23 @@ impl Cgroup {
             })
             .map_err(|e| self.err("cannot apply resources", e))
     }
+}
+
+/// OOM kills in the cgroup at `path` (a cgroupsPath), read from one file
+/// without building a cgroup manager: cheap enough for every sandbox run.
+pub fn oom_kills_at(path: &std::path::Path) -> u64 {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    [
+        base.join("memory").join(rel).join("memory.oom_control"),
+        base.join(rel).join("memory.events"),
+    ]
+    .iter()
+    .filter_map(|f| std::fs::read_to_string(f).ok())
+    .find_map(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+    })
+    .unwrap_or(0)
 }

@@ -225,6 +225,21 @@ fn memory_hog_is_oom_killed_and_reported() {
     assert!(peak > 40 << 20 && peak <= 48 << 20, "peak {peak}");
     assert!(r["cpu_time_ms"].as_u64().unwrap() > 0);
     assert_sandbox_gone(&env, &id);
+
+    // Without --report too, the user is told why the command died.
+    let (code, _, err) = run(
+        &env,
+        &[
+            "--memory",
+            "32M",
+            "--",
+            "sh",
+            "-c",
+            "x=$(head -c 200000000 /dev/zero | tr '\\0' a)",
+        ],
+    );
+    assert_eq!(code, 137);
+    assert!(err.contains("out of memory"), "{err}");
 }
 
 #[test]

@@ -83,7 +83,17 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
         }
     };
     let wall_time_ms = since(started);
-    let usage = Usage::read(&container).unwrap_or_default();
+    // The full usage (a cgroup manager and every controller's files) only
+    // for a report; the OOM check reads one file.
+    let usage = match &args.report {
+        Some(_) => Usage::read(&container).unwrap_or_default(),
+        None => Usage {
+            oom_kills: crate::cgroup::oom_kills_at(std::path::Path::new(
+                &crate::sandbox::translate::cgroups_path(&id),
+            )),
+            ..Usage::default()
+        },
+    };
     cleanup(&mut container);
 
     let oom_killed = usage.oom_kills > 0;
