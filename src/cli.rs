@@ -90,6 +90,10 @@ pub enum Command {
     Features,
     /// Write a default config.json
     Spec(Spec),
+    /// Internal: runs a prestart/createRuntime hook with the state the spec
+    /// gives it (see ops::hook)
+    #[command(hide = true)]
+    Hook(Hook),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -341,4 +345,18 @@ pub struct Spec {
     /// Write a spec for a rootless container (user namespace, no cgroups)
     #[arg(long)]
     pub rootless: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Hook {
+    /// The bundle to name in the state (the real one, not our rewrite's)
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+
+    /// The hook's path
+    pub path: PathBuf,
+
+    /// The hook's args, args[0] first
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }

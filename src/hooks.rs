@@ -142,3 +142,47 @@ pub fn wait_exec(pid: Pid) {
         pause = (pause * 2).min(Duration::from_micros(500));
     }
 }
+
+/// Whether a config.json (its bytes, unparsed) may have hooks that
+/// [`wrap_for_state`] rewrites: a substring test, so that a config without
+/// them costs nothing more on `create`.
+pub fn may_need_wrap(config: &[u8]) -> bool {
+    let has = |needle: &[u8]| config.windows(needle.len()).any(|w| w == needle);
+    has(b"\"prestart\"") || has(b"\"createRuntime\"")
+}
+
+/// Rewrites every prestart and createRuntime hook of `spec` to run through
+/// `sbx-oci hook` (see `ops::hook`), which gives it the state the spec wants:
+/// status "created" and `bundle` as the bundle. Returns whether any was.
+pub fn wrap_for_state(spec: &mut serde_json::Value, bundle: &Path) -> bool {
+    use serde_json::Value;
+    let mut wrapped = false;
+    for stage in ["prestart", "createRuntime"] {
+        let Some(list) = spec
+            .pointer_mut(&format!("/hooks/{stage}"))
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for hook in list {
+            let Some(path) = hook.get("path").and_then(Value::as_str).map(str::to_owned) else {
+                continue;
+            };
+            let mut args = vec![
+                Value::from("sbx-oci"),
+                Value::from(crate::ops::hook::SUBCOMMAND),
+                Value::from("--bundle"),
+                Value::from(bundle.to_string_lossy().into_owned()),
+                Value::from(path.clone()),
+            ];
+            match hook.get("args").and_then(Value::as_array) {
+                Some(orig) if !orig.is_empty() => args.extend(orig.iter().cloned()),
+                _ => args.push(Value::from(path)),
+            }
+            hook["path"] = Value::from("/proc/self/exe");
+            hook["args"] = Value::Array(args);
+            wrapped = true;
+        }
+    }
+    wrapped
+}

@@ -46,9 +46,10 @@ fn main() -> ExitCode {
 
 fn dispatch(g: &sbx_oci::cli::Global, command: Command) -> Result<i32> {
     let stdout = &mut std::io::stdout().lock();
-    // `spec` and `features` need no state root.
+    // `spec`, `features` and `hook` need no state root.
     match &command {
         Command::Spec(args) => return ops::spec::spec(args).map(|_| 0),
+        Command::Hook(args) => return ops::hook::hook(args),
         Command::Features => {
             let doc = serde_json::to_string_pretty(&ops::features::features()).unwrap_or_default();
             let _ = writeln!(stdout, "{doc}");
@@ -76,6 +77,6 @@ fn dispatch(g: &sbx_oci::cli::Global, command: Command) -> Result<i32> {
         Command::Resume(args) => ops::resume::resume(&ctx, &args).map(|_| 0),
         Command::Events(args) => ops::events::events(&ctx, &args, stdout).map(|_| 0),
         Command::Update(args) => ops::update::update(&ctx, &args).map(|_| 0),
-        Command::Spec(_) | Command::Features => unreachable!("handled above"),
+        Command::Spec(_) | Command::Features | Command::Hook(_) => unreachable!("handled above"),
     }
 }

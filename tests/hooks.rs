@@ -108,3 +108,60 @@ fn run_continues_past_failing_poststart_and_poststop_hooks() {
     assert_eq!(states(&poststop).len(), 1);
     env.assert_gone(&id);
 }
+
+/// config.md, POSIX-platform Hooks: "The state of the container MUST be passed
+/// to hooks over stdin"; runtime.md: "created: the runtime has finished the
+/// create operation (after step 2 in the lifecycle)", and the prestart and
+/// createRuntime hooks are steps 3 and 4. So they read status "created", with
+/// the container's pid, id, bundle and annotations.
+#[test]
+fn prestart_and_create_runtime_hooks_read_the_created_state() {
+    let mut env = Env::new("hookstate");
+    let id = env.id("c");
+    let prestart = env.dir.join("prestart");
+    let create_runtime = env.dir.join("createRuntime");
+    let (pre, cr) = (record(&prestart), record(&create_runtime));
+    let bundle = env.bundle_with(&id, &["true"], |c| {
+        c["annotations"] = json!({ "org.example.key": "value" });
+        // A hook without args runs with its path as argv[0].
+        c["hooks"] = json!({
+            "prestart": [pre, { "path": "/bin/true" }],
+            "createRuntime": [cr],
+        });
+    });
+    env.ok(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
+    let pid = env.pid(&id);
+    for path in [&prestart, &create_runtime] {
+        let seen = states(path);
+        assert_eq!(seen.len(), 1, "{}: {seen:?}", path.display());
+        let s = &seen[0];
+        assert_eq!(s["status"], "created", "{s}");
+        assert_eq!(s["pid"], pid, "{s}");
+        assert_eq!(s["id"], Value::from(id.as_str()));
+        assert_eq!(s["bundle"], Value::from(bundle.to_str().unwrap()));
+        assert_eq!(s["annotations"]["org.example.key"], "value");
+    }
+    assert_eq!(
+        env.state(&id)["bundle"],
+        Value::from(bundle.to_str().unwrap())
+    );
+    env.ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+}
+
+/// runtime.md, Lifecycle step 4: "If any createRuntime hook fails, the
+/// runtime MUST generate an error, stop the container, and continue the
+/// lifecycle at step 12" -- still so with the hook run through sbx-oci.
+#[test]
+fn failing_create_runtime_hook_fails_create() {
+    let mut env = Env::new("hookcr");
+    let id = env.id("c");
+    let bundle = env.bundle_with(&id, &["true"], |c| {
+        c["hooks"] = json!({ "createRuntime": [failing()] });
+    });
+    env.fails(
+        &["create", "--bundle", bundle.to_str().unwrap(), &id],
+        "non-zero exit code: 1",
+    );
+    env.assert_gone(&id);
+}
