@@ -94,6 +94,10 @@ pub enum Command {
     /// Sandboxes for untrusted commands, described by a SandboxSpec
     #[command(subcommand)]
     Sandbox(Sandbox),
+    /// Internal: runs a prestart/createRuntime hook with the state the spec
+    /// gives it (see ops::hook)
+    #[command(hide = true, name = "run-hook")]
+    Hook(Hook),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -468,4 +472,18 @@ pub struct SandboxName {
 pub struct SandboxSnapshot {
     pub name: String,
     pub snapshot: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Hook {
+    /// The bundle to name in the state (the real one, not our rewrite's)
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+
+    /// The hook's path
+    pub path: PathBuf,
+
+    /// The hook's args, args[0] first
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }

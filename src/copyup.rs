@@ -15,9 +15,12 @@
 //! created for nested mounts) are left alone, and the copy never descends into
 //! another file system.
 //!
-//! Differences from runc: createRuntime/createContainer hooks see the
-//! rewritten bundle's path (the stored state names the real bundle), and a
-//! read-only tmpfs with tmpcopyup is refused.
+//! The same shadow config carries the prestart/createRuntime hook rewrite of
+//! `hooks::wrap_for_state` when the config has such hooks.
+//!
+//! Differences from runc: createContainer hooks see the rewritten bundle's
+//! path (the stored state, and prestart/createRuntime hooks, name the real
+//! bundle), and a read-only tmpfs with tmpcopyup is refused.
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -68,14 +71,18 @@ impl Plan {
     }
 }
 
-/// Returns `None` (the common case, decided by a substring test) when the
-/// bundle's config.json does not use tmpcopyup; otherwise writes the
-/// rewritten config into `shadow` and returns the plan.
+/// Returns `None` (the common case, decided by substring tests) when the
+/// bundle's config.json neither uses tmpcopyup nor has prestart or
+/// createRuntime hooks (which `hooks::wrap_for_state` rewrites into the same
+/// shadow config); otherwise writes the rewritten config into `shadow` and
+/// returns the plan.
 pub fn prepare(bundle: &Path, shadow: &Path) -> Result<Option<Plan>> {
     let path = bundle.join("config.json");
     let bytes = std::fs::read(&path)
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    if !bytes.windows(OPTION.len()).any(|w| w == OPTION.as_bytes()) {
+    let copyup = bytes.windows(OPTION.len()).any(|w| w == OPTION.as_bytes());
+    let hooks = crate::hooks::may_need_wrap(&bytes);
+    if !copyup && !hooks {
         return Ok(None);
     }
     let bad = |reason: String| Error::Bundle {
@@ -84,8 +91,13 @@ pub fn prepare(bundle: &Path, shadow: &Path) -> Result<Option<Plan>> {
     };
     let mut spec: Value = serde_json::from_slice(&bytes)
         .map_err(|e| bad(format!("config.json is not valid JSON: {e}")))?;
-    let dests = strip(&mut spec).map_err(bad)?;
-    if dests.is_empty() {
+    let dests = if copyup {
+        strip(&mut spec).map_err(bad)?
+    } else {
+        Vec::new()
+    };
+    let wrapped = hooks && crate::hooks::wrap_for_state(&mut spec, bundle);
+    if dests.is_empty() && !wrapped {
         return Ok(None);
     }
     let root = spec

@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod copyup;
 pub mod error;
+pub mod hooks;
 pub mod idle_init;
 pub mod logging;
 pub mod ops;

@@ -46,12 +46,13 @@ fn main() -> ExitCode {
 
 fn dispatch(g: &sbx_oci::cli::Global, command: Command) -> Result<i32> {
     let stdout = &mut std::io::stdout().lock();
-    // `spec`, `features` and `sandbox bundle` need no state root.
+    // `spec`, `features`, `sandbox bundle` and `hook` need no state root.
     match &command {
         Command::Sandbox(Sandbox::Bundle(args)) => {
             return ops::sandbox::bundle::bundle(args).map(|_| 0);
         }
         Command::Spec(args) => return ops::spec::spec(args).map(|_| 0),
+        Command::Hook(args) => return ops::hook::hook(args),
         Command::Features => {
             let doc = serde_json::to_string_pretty(&ops::features::features()).unwrap_or_default();
             let _ = writeln!(stdout, "{doc}");
@@ -91,7 +92,7 @@ fn dispatch(g: &sbx_oci::cli::Global, command: Command) -> Result<i32> {
         Command::Events(args) => ops::events::events(&ctx, &args, stdout).map(|_| 0),
         Command::Update(args) => ops::update::update(&ctx, &args).map(|_| 0),
         Command::Sandbox(cmd) => sandbox(&ctx, cmd, stdout),
-        Command::Spec(_) | Command::Features => unreachable!("handled above"),
+        Command::Spec(_) | Command::Features | Command::Hook(_) => unreachable!("handled above"),
     }
 }
 

@@ -1,9 +1,10 @@
 //! `delete`: remove a stopped container (with --force, any container, and
 //! success when there is nothing to delete, as containerd's shim expects).
 
-use libcontainer::container::ContainerStatus;
+use libcontainer::container::{Container, ContainerStatus};
 
 use super::{Context, wrong_state};
+use crate::hooks::{self, Stage};
 use crate::{Error, Result, cli};
 
 pub fn delete(ctx: &Context, args: &cli::Delete) -> Result<()> {
@@ -23,8 +24,23 @@ pub fn delete(ctx: &Context, args: &cli::Delete) -> Result<()> {
             " (stop it first, or use delete --force)",
         ));
     }
-    container
-        .delete(args.force)
-        .map_err(|e| Error::container("delete", id, e))?;
+    delete_loaded(&mut container, args.force)?;
     ctx.store.remove(id)
+}
+
+/// Deletes a loaded container through libcontainer (killing it first when
+/// `force`), then runs its poststop hooks, whose failures are warnings. `run`
+/// shares it.
+pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
+    let poststop = hooks::take(&container.root, Stage::Poststop)?;
+    if let Err(err) = container.delete(force) {
+        if let Some(taken) = poststop {
+            taken.restore(&container.root);
+        }
+        return Err(Error::container("delete", container.id(), err));
+    }
+    if let Some(taken) = poststop {
+        taken.run(container);
+    }
+    Ok(())
 }

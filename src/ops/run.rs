@@ -1,8 +1,10 @@
 //! `run`: create + start, then (unless --detach) wait, delete, and exit with
 //! the container's status (128+N when killed by signal N).
 
+use super::delete::delete_loaded;
+use super::start::start_loaded;
 use super::{Context, create, forward, wait_exit};
-use crate::{Error, Result, cli};
+use crate::{Result, cli};
 
 /// Returns the exit code for the process to exit with.
 pub fn run(ctx: &Context, args: &cli::Run) -> Result<i32> {
@@ -12,10 +14,10 @@ pub fn run(ctx: &Context, args: &cli::Run) -> Result<i32> {
     if let Some(pid) = pid.filter(|_| !args.detach) {
         forward::to(pid);
     }
-    if let Err(err) = container.start() {
+    if let Err(err) = start_loaded(&mut container) {
         let _ = container.delete(true);
         let _ = ctx.store.remove(id);
-        return Err(Error::container("start", id, err));
+        return Err(err);
     }
     if args.detach {
         return Ok(0);
@@ -25,9 +27,7 @@ pub fn run(ctx: &Context, args: &cli::Run) -> Result<i32> {
         None => 255,
     };
     if !args.keep {
-        container
-            .delete(true)
-            .map_err(|e| Error::container("delete", id, e))?;
+        delete_loaded(&mut container, true)?;
         ctx.store.remove(id)?;
     }
     Ok(code)

@@ -1,0 +1,188 @@
+//! poststart and poststop hooks, run by sbx-oci instead of libcontainer.
+//!
+//! The runtime spec (runtime.md, Lifecycle, steps 9 and 12): "If any poststart
+//! hook fails, the runtime MUST log a warning, but the remaining hooks and
+//! lifecycle continue as if the hook had succeeded", and the same for
+//! poststop. libcontainer 0.7 instead stops at the first failing hook and
+//! fails `start` (the container is left running) or `delete` (after removing
+//! the cgroup, before removing the state: a container that can never be
+//! deleted). So, when a container has such hooks, they are taken out of
+//! libcontainer's stored config (youki_config.json, a few hundred bytes in
+//! the state directory, read only by start and delete) just before the call
+//! and run here afterwards, one at a time, a failure being a warning.
+//!
+//! Containers without hooks pay one read of that small file per start and
+//! delete, which libcontainer does anyway.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use libcontainer::config::YoukiConfig;
+use libcontainer::container::Container;
+use nix::unistd::Pid;
+use oci_spec::runtime::Hook;
+
+use crate::{Error, Result};
+
+#[derive(Clone, Copy, Debug)]
+pub enum Stage {
+    Poststart,
+    Poststop,
+}
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Poststart => "poststart",
+            Stage::Poststop => "poststop",
+        }
+    }
+}
+
+/// Hooks taken out of libcontainer's config, to run after its call.
+#[must_use = "taken hooks must be run (or put back)"]
+pub struct Taken {
+    stage: Stage,
+    hooks: Vec<Hook>,
+    config: YoukiConfig,
+}
+
+/// Takes the `stage` hooks out of the config stored in `state_dir` (the
+/// container's libcontainer root). `None` when there are none (or no config
+/// yet: a half-created container, for which libcontainer runs none either).
+pub fn take(state_dir: &Path, stage: Stage) -> Result<Option<Taken>> {
+    let Ok(mut config) = YoukiConfig::load(state_dir) else {
+        return Ok(None);
+    };
+    let Some(hooks) = config.hooks.as_mut() else {
+        return Ok(None);
+    };
+    let list = match stage {
+        Stage::Poststart => hooks.poststart_mut().take(),
+        Stage::Poststop => hooks.poststop_mut().take(),
+    };
+    let Some(list) = list.filter(|l| !l.is_empty()) else {
+        return Ok(None);
+    };
+    save(&config, state_dir)?;
+    // Keep the original to put back if libcontainer's call fails.
+    let mut original = config;
+    if let Some(h) = original.hooks.as_mut() {
+        match stage {
+            Stage::Poststart => h.set_poststart(Some(list.clone())),
+            Stage::Poststop => h.set_poststop(Some(list.clone())),
+        };
+    }
+    Ok(Some(Taken {
+        stage,
+        hooks: list,
+        config: original,
+    }))
+}
+
+fn save(config: &YoukiConfig, state_dir: &Path) -> Result<()> {
+    config.save(state_dir).map_err(|e| {
+        Error::io(
+            format!("cannot update hooks in {}", state_dir.display()),
+            std::io::Error::other(e),
+        )
+    })
+}
+
+impl Taken {
+    /// Puts the hooks back (libcontainer's call failed; a retry runs them).
+    pub fn restore(self, state_dir: &Path) {
+        let _ = save(&self.config, state_dir);
+    }
+
+    /// Runs every hook in order with the container's current state on stdin;
+    /// a failing hook is a warning (on stderr and in the log), not an error.
+    pub fn run(self, container: &Container) {
+        let cwd = container.root.exists().then_some(container.root.as_path());
+        for (i, hook) in self.hooks.iter().enumerate() {
+            let one = vec![hook.clone()];
+            if let Err(err) =
+                libcontainer::hooks::run_hooks(Some(&one), Some(&container.state), cwd, None, None)
+            {
+                let msg = format!(
+                    "warning: {} hook {} ({}) of container {:?} failed: {err}; continuing",
+                    self.stage.name(),
+                    i,
+                    hook.path().display(),
+                    container.id()
+                );
+                tracing::warn!("{msg}");
+                eprintln!("sbx-oci: {msg}");
+            }
+        }
+    }
+}
+
+/// Waits (up to 1 s) until `pid`, a container's init process, has executed
+/// the user's program or exited. libcontainer's `start` returns once the init
+/// process is told to go, before it calls execve; the spec wants poststart
+/// hooks "called after the user-specified process is executed".
+pub fn wait_exec(pid: Pid) {
+    // libcontainer names its init process "youki:[2:INIT]" until execve.
+    const BEFORE_EXEC: &str = "(youki:[2:INIT]) ";
+    let path = format!("/proc/{pid}/stat");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut pause = Duration::from_micros(20);
+    loop {
+        // "<pid> (<comm>) <state> ..."; a zombie has exited.
+        let waiting = std::fs::read_to_string(&path).is_ok_and(|stat| {
+            stat.split_once(' ')
+                .and_then(|(_, rest)| rest.strip_prefix(BEFORE_EXEC))
+                .is_some_and(|state| !state.starts_with('Z'))
+        });
+        if !waiting || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_micros(500));
+    }
+}
+
+/// Whether a config.json (its bytes, unparsed) may have hooks that
+/// [`wrap_for_state`] rewrites: a substring test, so that a config without
+/// them costs nothing more on `create`.
+pub fn may_need_wrap(config: &[u8]) -> bool {
+    let has = |needle: &[u8]| config.windows(needle.len()).any(|w| w == needle);
+    has(b"\"prestart\"") || has(b"\"createRuntime\"")
+}
+
+/// Rewrites every prestart and createRuntime hook of `spec` to run through
+/// `sbx-oci hook` (see `ops::hook`), which gives it the state the spec wants:
+/// status "created" and `bundle` as the bundle. Returns whether any was.
+pub fn wrap_for_state(spec: &mut serde_json::Value, bundle: &Path) -> bool {
+    use serde_json::Value;
+    let mut wrapped = false;
+    for stage in ["prestart", "createRuntime"] {
+        let Some(list) = spec
+            .pointer_mut(&format!("/hooks/{stage}"))
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for hook in list {
+            let Some(path) = hook.get("path").and_then(Value::as_str).map(str::to_owned) else {
+                continue;
+            };
+            let mut args = vec![
+                Value::from("sbx-oci"),
+                Value::from(crate::ops::hook::SUBCOMMAND),
+                Value::from("--bundle"),
+                Value::from(bundle.to_string_lossy().into_owned()),
+                Value::from(path.clone()),
+            ];
+            match hook.get("args").and_then(Value::as_array) {
+                Some(orig) if !orig.is_empty() => args.extend(orig.iter().cloned()),
+                _ => args.push(Value::from(path)),
+            }
+            hook["path"] = Value::from("/proc/self/exe");
+            hook["args"] = Value::Array(args);
+            wrapped = true;
+        }
+    }
+    wrapped
+}
