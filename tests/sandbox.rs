@@ -323,7 +323,38 @@ fn denied_system_calls_fail() {
     );
     assert!(out.contains("Operation not permitted"), "{out}");
     assert!(out.ends_with("0\n"), "full runs as root: {out}");
+
+    // The 32-bit entry point is no way around the filter: a system call
+    // through `int 0x80` kills the process (SIGSYS), where the host allows it.
+    let script = env.dir.join("int80.py");
+    std::fs::write(&script, INT80).unwrap();
+    let host = std::process::Command::new("python3")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(host.status.success(), "the host runs 32-bit system calls");
+    let (code, out, _) = run(
+        &env,
+        &[
+            "--ro",
+            script.to_str().unwrap(),
+            "--",
+            "python3",
+            script.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 128 + 31, "killed by SIGSYS: {out}");
 }
+
+/// Calls getpid through the 32-bit `int 0x80` entry point.
+const INT80: &str = r#"
+import ctypes, mmap
+code = bytes([0xb8, 20, 0, 0, 0, 0xcd, 0x80, 0xc3])  # mov eax, 20; int 0x80; ret
+buf = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+buf.write(code)
+fn = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(buf)))
+print("int 0x80 getpid:", fn(), flush=True)
+"#;
 
 #[test]
 fn persistent_sandbox_exec_stats_snapshot_restore() {

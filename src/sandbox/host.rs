@@ -15,21 +15,19 @@ pub const SYSTEM_DIRS: &[&str] = &[
 ];
 
 /// The curated, read-only part of the host's /etc.
+/// (What programs read at run time: users and groups, name resolution, the
+/// dynamic linker's cache, the time zone, TLS certificates, Debian's
+/// alternatives links, service and protocol names.)
 pub const ETC_ENTRIES: &[&str] = &[
     "/etc/passwd",
     "/etc/group",
     "/etc/nsswitch.conf",
     "/etc/hosts",
     "/etc/resolv.conf",
-    "/etc/host.conf",
     "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
     "/etc/localtime",
     "/etc/ssl",
-    "/etc/ca-certificates",
     "/etc/alternatives",
-    "/etc/mime.types",
     "/etc/protocols",
     "/etc/services",
 ];
@@ -76,10 +74,15 @@ pub fn inspect(r: &Resolved) -> Result<HostLayout> {
         }
     };
     if r.rootfs == RootfsSource::Host {
-        SYSTEM_DIRS
-            .iter()
-            .chain(ETC_ENTRIES)
-            .for_each(|p| add(Path::new(p)));
+        SYSTEM_DIRS.iter().for_each(|p| add(Path::new(p)));
+        // /etc entries are bound, and a bind follows links (resolv.conf and
+        // localtime often are links): what counts is what they lead to.
+        for entry in ETC_ENTRIES {
+            if let Ok(m) = std::fs::metadata(entry) {
+                let kind = if m.is_dir() { Kind::Dir } else { Kind::File };
+                layout.kinds.insert(PathBuf::from(entry), kind);
+            }
+        }
     }
     let user_paths = r
         .allowed_paths_ro
