@@ -95,6 +95,8 @@ def main():
             sys.exit(f"{name}: {path} not found")
 
     work = tempfile.mkdtemp(prefix="sbx-bench-")
+    # State roots on tmpfs, as in production (/run/sbx-oci, /run/runc).
+    state = tempfile.mkdtemp(prefix="sbx-bench-", dir="/run")
     try:
         bundle = os.path.join(work, "bundle")
         subprocess.run([os.path.join(REPO, "bundles/busybox.sh"), bundle], check=True)
@@ -112,14 +114,14 @@ def main():
             # Rotate the order so no runtime always runs right after another.
             order = runtimes[i % len(runtimes):] + runtimes[:i % len(runtimes)]
             for name, path in order:
-                root = os.path.join(work, "root-" + name)
+                root = os.path.join(state, "root-" + name)
                 secs = one_run(name, path, root, bundle, f"sbx-bench-{os.getpid()}-{i}")
                 if i >= args.warmup:
                     times[name].append(secs)
         if os.path.exists("/usr/bin/time"):
             for i in range(10):
                 for name, path in runtimes:
-                    root = os.path.join(work, "root-" + name)
+                    root = os.path.join(state, "root-" + name)
                     kib = peak_rss_kib(name, path, root, bundle, f"sbx-rss-{os.getpid()}-{i}")
                     rss[name] = max(rss[name] or 0, kib)
         else:
@@ -149,6 +151,7 @@ def main():
                 json.dump(results, f, indent=1)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":
