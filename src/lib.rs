@@ -13,6 +13,8 @@ pub mod copyup;
 pub mod error;
 pub mod idle_init;
 pub mod logging;
+pub mod netpolicy;
+pub mod nft;
 pub mod ops;
 pub mod safecopy;
 pub mod sandbox;
