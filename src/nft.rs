@@ -409,7 +409,11 @@ fn new_set(b: &mut Buf, table: &str, set: &Set, id: u32) {
         .iter()
         .fold(0, |t, f| (t << TYPE_BITS) | f.type_id());
     let key_len: usize = set.fields.iter().map(|f| 4 * regs(f.size()) as usize).sum();
-    let key_len = if concat { key_len } else { set.fields[0].size() };
+    let key_len = if concat {
+        key_len
+    } else {
+        set.fields[0].size()
+    };
     b.str(NFTA_SET_TABLE, table);
     b.str(NFTA_SET_NAME, set.name);
     b.u32(NFTA_SET_FLAGS, flags);
