@@ -56,6 +56,24 @@ pub enum Error {
     /// A sandbox spec (file or flags) that cannot be run: names the field.
     #[error("sandbox spec: {field}: {message}")]
     SandboxSpec { field: String, message: String },
+
+    /// A network allowlist entry that does not parse: quotes it.
+    #[error("network.allow entry {entry:?}: {reason}")]
+    NetworkEntry { entry: String, reason: String },
+
+    /// A network policy that cannot be turned into rules (e.g. a name that
+    /// resolved to nothing).
+    #[error("network policy: {0}")]
+    NetworkPolicy(String),
+
+    /// The kernel refused or could not be asked (netlink); `op` says what
+    /// was being done. A failed apply installed nothing.
+    #[error("nftables: {op}: {source}")]
+    Nftables {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {

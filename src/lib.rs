@@ -5,7 +5,10 @@
 //! - [`cli`]: clap definitions of runc's command line; parsing only.
 //! - [`ops`]: one module per OCI operation (create, start, run, ...).
 //! - effects at the edge: [`store`] (the state directory), [`selfexe`] (the
-//!   runtime binary's protection), [`cgroup`], [`logging`], [`copyup`], libcontainer itself.
+//!   runtime binary's protection), [`cgroup`], [`logging`], [`copyup`], [`nft`]
+//!   (the network policy's nftables table), libcontainer itself.
+//! - pure models: [`sandbox`] (SandboxSpec → OCI config), [`netpolicy`]
+//!   (allowlist → nftables ruleset).
 
 pub mod cgroup;
 pub mod cli;
@@ -14,6 +17,8 @@ pub mod error;
 pub mod hooks;
 pub mod idle_init;
 pub mod logging;
+pub mod netpolicy;
+pub mod nft;
 pub mod ops;
 pub mod safecopy;
 pub mod sandbox;

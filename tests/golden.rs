@@ -167,3 +167,91 @@ fn hardened_by_default() {
         );
     }
 }
+
+/// Golden tests of the network policy compilation: policy → ruleset,
+/// rendered as nft text, compared with tests/golden/netpolicy-<name>.nft.
+#[test]
+fn netpolicy_rulesets_match_their_golden_files() {
+    use sbx_oci::netpolicy::{Entry, Policy, Ports, Proto, compile, resolve};
+
+    let policy = |allow: &[&str], dns: &[&str], expose: &[(Proto, Ports)]| {
+        let entries: Vec<Entry> = allow.iter().map(|s| s.parse().unwrap()).collect();
+        // Names resolve to fixed test addresses: no DNS is asked.
+        let allow = resolve(&entries, |name| {
+            Ok(match name {
+                "pypi.org" => vec![
+                    "10.200.9.1".parse().unwrap(),
+                    "fd00:200:9::1".parse().unwrap(),
+                ],
+                other => panic!("unexpected name {other}"),
+            })
+        })
+        .unwrap();
+        Policy {
+            allow,
+            dns: dns.iter().map(|s| s.parse().unwrap()).collect(),
+            expose: expose.to_vec(),
+        }
+    };
+    let cases = [
+        ("empty", Policy::default()),
+        (
+            "typical",
+            policy(
+                &[
+                    "pypi.org:443",
+                    "10.200.1.2:80",
+                    "10.200.2.0/24",
+                    "10.200.3.4:8000-8080",
+                    "udp://10.200.4.5:123",
+                    "[fd00:200:1::2]:443",
+                    "fd00:200:2::/64",
+                    "udp://[fd00:200:3::/48]:5000-5100",
+                ],
+                &["10.200.0.53", "fd00:200::53"],
+                &[
+                    (Proto::Tcp, Ports::one(8080)),
+                    (
+                        Proto::Udp,
+                        Ports {
+                            first: 6000,
+                            last: 6010,
+                        },
+                    ),
+                ],
+            ),
+        ),
+        (
+            "overlapping",
+            policy(
+                &[
+                    "10.0.0.0/8:443",
+                    "10.1.2.3:443",
+                    "10.1.2.3:400-500",
+                    "10.1.2.3:443",
+                    "0.0.0.0/0:22",
+                ],
+                &[],
+                &[],
+            ),
+        ),
+    ];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (name, p) in cases {
+        let got = compile(&p).unwrap().to_string();
+        let golden = root
+            .join("tests/golden")
+            .join(format!("netpolicy-{name}.nft"));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|_| panic!("no {}: run with UPDATE_GOLDEN=1", golden.display()));
+        assert_eq!(
+            got,
+            want,
+            "{name}: ruleset differs from {}",
+            golden.display()
+        );
+    }
+}

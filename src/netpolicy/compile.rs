@@ -1,0 +1,876 @@
+//! A resolved policy → one nftables `inet` table, as data (pure).
+//!
+//! The table holds two base chains whose policy is drop. The allowlist
+//! lives in sets keyed by `address . protocol . port` with intervals
+//! (the kernel's pipapo set type), so the rule count is fixed and a lookup
+//! costs the same for 1 or 10,000 entries. Every verdict goes through a
+//! named counter, and dropped TCP/UDP attempts are recorded, with a counter
+//! each, in bounded dynamic sets: that is what `stats` reads back.
+//!
+//! [`Ruleset`]'s `Display` is nft's own syntax, for review (golden files)
+//! and for `nft -f` as a reference applier; [`crate::nft`] sends the same
+//! model over netlink.
+
+use std::collections::BTreeSet;
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::entry::{Cidr, Dest, Entry, Ports, Proto};
+use crate::{Error, Result};
+
+/// The table's name; one per network namespace.
+pub const TABLE: &str = "sbx_oci";
+
+/// How many distinct dropped destinations are recorded per family; past
+/// that, drops are still counted in `out_dropped`.
+pub const DROPPED_MAX: u32 = 4096;
+
+/// One allowed destination, names resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Allow {
+    pub proto: Proto,
+    pub net: Cidr,
+    pub ports: Ports,
+}
+
+/// What [`compile`] needs: everything resolved to addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub allow: Vec<Allow>,
+    /// Resolvers the sandbox may query (UDP and TCP 53).
+    pub dns: Vec<IpAddr>,
+    /// Inbound ports open to new connections.
+    pub expose: Vec<(Proto, Ports)>,
+}
+
+/// Turns entries into [`Allow`]s, asking `lookup` for the addresses of
+/// each name. A name that resolves to nothing is an error: dropping the
+/// entry would silently narrow the policy the user wrote.
+pub fn resolve(
+    entries: &[Entry],
+    mut lookup: impl FnMut(&str) -> Result<Vec<IpAddr>>,
+) -> Result<Vec<Allow>> {
+    let mut out = Vec::new();
+    for e in entries {
+        let ports = e.ports.unwrap_or(Ports::ALL);
+        match &e.dest {
+            Dest::Net(net) => out.push(Allow {
+                proto: e.proto,
+                net: *net,
+                ports,
+            }),
+            Dest::Host(name) => {
+                let addrs = lookup(name)?;
+                if addrs.is_empty() {
+                    return Err(Error::NetworkPolicy(format!(
+                        "{name:?} (in {e}) resolved to no address"
+                    )));
+                }
+                out.extend(addrs.into_iter().map(|a| Allow {
+                    proto: e.proto,
+                    net: Cidr::host(a),
+                    ports,
+                }));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The type of one field of a set key, as nft names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Ipv4Addr,
+    Ipv6Addr,
+    InetProto,
+    InetService,
+}
+
+impl Field {
+    /// Bytes of the value (a key field is padded to 4 in registers).
+    pub fn size(self) -> usize {
+        match self {
+            Field::Ipv4Addr => 4,
+            Field::Ipv6Addr => 16,
+            Field::InetProto => 1,
+            Field::InetService => 2,
+        }
+    }
+
+    /// nft's datatype number, which `nft list` uses to print elements.
+    pub fn type_id(self) -> u32 {
+        match self {
+            Field::Ipv4Addr => 7,
+            Field::Ipv6Addr => 8,
+            Field::InetProto => 12,
+            Field::InetService => 13,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Ipv4Addr => "ipv4_addr",
+            Field::Ipv6Addr => "ipv6_addr",
+            Field::InetProto => "inet_proto",
+            Field::InetService => "inet_service",
+        }
+    }
+
+    /// `value` in network byte order, `len()` bytes.
+    pub fn encode(self, value: u128) -> Vec<u8> {
+        value.to_be_bytes()[16 - self.size()..].to_vec()
+    }
+}
+
+/// One element: per field, an inclusive range (first == last for a value).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Element(pub Vec<(u128, u128)>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Set {
+    pub name: &'static str,
+    pub fields: Vec<Field>,
+    /// Elements are ranges (only sets of two fields or more here: the
+    /// kernel's pipapo type).
+    pub interval: bool,
+    /// Filled by the packet path (`update`), at most this many elements.
+    pub dynamic: Option<u32>,
+    /// A counter per element.
+    pub counter: bool,
+    pub elements: Vec<Element>,
+}
+
+/// What a rule looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    Ip4Daddr,
+    Ip6Daddr,
+    L4Proto,
+    Dport,
+}
+
+impl Key {
+    pub fn field(self) -> Field {
+        match self {
+            Key::Ip4Daddr => Field::Ipv4Addr,
+            Key::Ip6Daddr => Field::Ipv6Addr,
+            Key::L4Proto => Field::InetProto,
+            Key::Dport => Field::InetService,
+        }
+    }
+
+    fn nft(self) -> &'static str {
+        match self {
+            Key::Ip4Daddr => "ip daddr",
+            Key::Ip6Daddr => "ip6 daddr",
+            Key::L4Proto => "meta l4proto",
+            Key::Dport => "th dport",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Input,
+    Output,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Match {
+    /// `iifname`/`oifname` (by the chain's direction) equals.
+    IfName(&'static str),
+    /// `ct state established,related`.
+    EstablishedRelated,
+    /// `icmpv6 type FIRST-LAST`.
+    Icmpv6Types(u8, u8),
+    /// `KEY . KEY ... @set`.
+    InSet(Vec<Key>, &'static str),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Statement {
+    /// `counter name "NAME"`.
+    Counter(&'static str),
+    /// `update @set { KEY . KEY ... }`.
+    Update(&'static str, Vec<Key>),
+    Accept,
+    Drop,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub matches: Vec<Match>,
+    pub statements: Vec<Statement>,
+}
+
+/// A base chain: type filter, priority 0, policy drop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    pub name: &'static str,
+    pub hook: Hook,
+    pub rules: Vec<Rule>,
+}
+
+/// One `inet` table: named counters, sets, chains — applied as a whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ruleset {
+    pub table: String,
+    pub counters: Vec<&'static str>,
+    pub sets: Vec<Set>,
+    pub chains: Vec<Chain>,
+}
+
+impl Ruleset {
+    pub fn set(&self, name: &str) -> Option<&Set> {
+        self.sets.iter().find(|s| s.name == name)
+    }
+}
+
+/// Every named counter, in the order `stats` reports them.
+pub const COUNTERS: &[&str] = &[
+    "out_loopback",
+    "out_established",
+    "out_icmpv6_nd",
+    "out_dns",
+    "out_allowed",
+    "out_dropped",
+    "in_loopback",
+    "in_established",
+    "in_icmpv6_nd",
+    "in_exposed",
+    "in_dropped",
+];
+
+const V4: [Key; 3] = [Key::Ip4Daddr, Key::L4Proto, Key::Dport];
+const V6: [Key; 3] = [Key::Ip6Daddr, Key::L4Proto, Key::Dport];
+/// Router solicitation/advertisement, neighbour solicitation/advertisement:
+/// IPv6 cannot reach even an allowed neighbour without them.
+const ND: (u8, u8) = (133, 136);
+const DNS_PORT: u16 = 53;
+
+pub fn compile(policy: &Policy) -> Result<Ruleset> {
+    for r in &policy.dns {
+        if r.is_loopback() || r.is_unspecified() {
+            return Err(Error::NetworkPolicy(format!(
+                "DNS resolver {r} is a {} address, which a sandbox cannot reach (its loopback \
+                 is its own); name a resolver on the network, such as the upstream of a local \
+                 stub resolver",
+                if r.is_loopback() {
+                    "loopback"
+                } else {
+                    "unspecified"
+                }
+            )));
+        }
+    }
+    let mut dns4 = BTreeSet::new();
+    let mut dns6 = BTreeSet::new();
+    for r in &policy.dns {
+        for proto in [Proto::Udp, Proto::Tcp] {
+            let el = Element(vec![
+                point(u128_of(*r)),
+                point(proto.number().into()),
+                point(DNS_PORT.into()),
+            ]);
+            if r.is_ipv4() { &mut dns4 } else { &mut dns6 }.insert(el);
+        }
+    }
+    let (allow4, allow6) = disjoint_allow(&policy.allow);
+
+    let l3 = |name, addr, interval, elements: Vec<Element>| Set {
+        name,
+        fields: vec![addr, Field::InetProto, Field::InetService],
+        interval,
+        dynamic: None,
+        counter: false,
+        elements,
+    };
+    let dropped = |name, addr| Set {
+        dynamic: Some(DROPPED_MAX),
+        counter: true,
+        ..l3(name, addr, false, vec![])
+    };
+    let sets = vec![
+        l3("dns4", Field::Ipv4Addr, false, dns4.into_iter().collect()),
+        l3("dns6", Field::Ipv6Addr, false, dns6.into_iter().collect()),
+        l3("allow4", Field::Ipv4Addr, true, allow4),
+        l3("allow6", Field::Ipv6Addr, true, allow6),
+        Set {
+            name: "tcp_udp",
+            fields: vec![Field::InetProto],
+            interval: false,
+            dynamic: None,
+            counter: false,
+            elements: [Proto::Tcp, Proto::Udp]
+                .iter()
+                .map(|p| Element(vec![point(p.number().into())]))
+                .collect(),
+        },
+        dropped("dropped4", Field::Ipv4Addr),
+        dropped("dropped6", Field::Ipv6Addr),
+        Set {
+            name: "exposed",
+            fields: vec![Field::InetProto, Field::InetService],
+            interval: true,
+            dynamic: None,
+            counter: false,
+            elements: disjoint_expose(&policy.expose),
+        },
+    ];
+
+    use Statement::{Accept, Counter, Drop, Update};
+    let rule = |matches, statements| Rule {
+        matches,
+        statements,
+    };
+    let output = vec![
+        rule(
+            vec![Match::IfName("lo")],
+            vec![Counter("out_loopback"), Accept],
+        ),
+        rule(
+            vec![Match::EstablishedRelated],
+            vec![Counter("out_established"), Accept],
+        ),
+        rule(
+            vec![Match::Icmpv6Types(ND.0, ND.1)],
+            vec![Counter("out_icmpv6_nd"), Accept],
+        ),
+        rule(
+            vec![Match::InSet(V4.to_vec(), "dns4")],
+            vec![Counter("out_dns"), Accept],
+        ),
+        rule(
+            vec![Match::InSet(V6.to_vec(), "dns6")],
+            vec![Counter("out_dns"), Accept],
+        ),
+        rule(
+            vec![Match::InSet(V4.to_vec(), "allow4")],
+            vec![Counter("out_allowed"), Accept],
+        ),
+        rule(
+            vec![Match::InSet(V6.to_vec(), "allow6")],
+            vec![Counter("out_allowed"), Accept],
+        ),
+        rule(
+            vec![Match::InSet(vec![Key::L4Proto], "tcp_udp")],
+            vec![Update("dropped4", V4.to_vec())],
+        ),
+        rule(
+            vec![Match::InSet(vec![Key::L4Proto], "tcp_udp")],
+            vec![Update("dropped6", V6.to_vec())],
+        ),
+        rule(vec![], vec![Counter("out_dropped"), Drop]),
+    ];
+    let input = vec![
+        rule(
+            vec![Match::IfName("lo")],
+            vec![Counter("in_loopback"), Accept],
+        ),
+        rule(
+            vec![Match::EstablishedRelated],
+            vec![Counter("in_established"), Accept],
+        ),
+        rule(
+            vec![Match::Icmpv6Types(ND.0, ND.1)],
+            vec![Counter("in_icmpv6_nd"), Accept],
+        ),
+        rule(
+            vec![Match::InSet(vec![Key::L4Proto, Key::Dport], "exposed")],
+            vec![Counter("in_exposed"), Accept],
+        ),
+        rule(vec![], vec![Counter("in_dropped"), Drop]),
+    ];
+    Ok(Ruleset {
+        table: TABLE.to_owned(),
+        counters: COUNTERS.to_vec(),
+        sets,
+        chains: vec![
+            Chain {
+                name: "output",
+                hook: Hook::Output,
+                rules: output,
+            },
+            Chain {
+                name: "input",
+                hook: Hook::Input,
+                rules: input,
+            },
+        ],
+    })
+}
+
+fn point(v: u128) -> (u128, u128) {
+    (v, v)
+}
+
+fn u128_of(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u32::from(a).into(),
+        IpAddr::V6(a) => a.into(),
+    }
+}
+
+/// An (address range, port range) pair.
+type Box2 = ((u128, u128), Ports);
+
+/// The kernel refuses an interval element whose start or end falls inside
+/// another one, so overlapping entries (a host inside an allowed network,
+/// port ranges that cross, duplicates) are rewritten as disjoint boxes that
+/// cover exactly the same (address, port) pairs. Entries that overlap
+/// nothing — the usual case — are kept as they are.
+fn disjoint_allow(allow: &[Allow]) -> (Vec<Element>, Vec<Element>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for family_v4 in [true, false] {
+        for proto in [Proto::Tcp, Proto::Udp] {
+            let boxes: Vec<Box2> = allow
+                .iter()
+                .filter(|a| a.proto == proto && a.net.is_ipv4() == family_v4)
+                .map(|a| ((u128_of(a.net.first()), u128_of(a.net.last())), a.ports))
+                .collect();
+            let out = if family_v4 { &mut v4 } else { &mut v6 };
+            for (addrs, ports) in disjoint(boxes) {
+                out.push(Element(vec![
+                    addrs,
+                    point(proto.number().into()),
+                    (ports.first.into(), ports.last.into()),
+                ]));
+            }
+        }
+    }
+    (v4, v6)
+}
+
+fn overlap(a: &Box2, b: &Box2) -> bool {
+    a.0.0 <= b.0.1 && b.0.0 <= a.0.1 && a.1.first <= b.1.last && b.1.first <= a.1.last
+}
+
+/// Groups overlapping boxes (a sweep over addresses, then union-find) and
+/// replaces each group of two or more by its exact disjoint [`cover`].
+/// Sorted by address, then port.
+fn disjoint(mut boxes: Vec<Box2>) -> Vec<Box2> {
+    boxes.sort_unstable();
+    let mut parent: Vec<usize> = (0..boxes.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut active: Vec<usize> = Vec::new();
+    for i in 0..boxes.len() {
+        active.retain(|&j| boxes[j].0.1 >= boxes[i].0.0);
+        for &j in &active {
+            if overlap(&boxes[i], &boxes[j]) {
+                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                parent[a] = b;
+            }
+        }
+        active.push(i);
+    }
+    let mut groups: std::collections::BTreeMap<usize, Vec<Box2>> = Default::default();
+    for (i, b) in boxes.iter().enumerate() {
+        groups.entry(root(&mut parent, i)).or_default().push(*b);
+    }
+    let mut out: Vec<Box2> = Vec::with_capacity(boxes.len());
+    for group in groups.into_values() {
+        if group.len() == 1 {
+            out.extend(group);
+        } else {
+            for (ports, addrs) in cover(&group) {
+                out.extend(addrs.into_iter().map(|a| (a, ports)));
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// (port range, disjoint address ranges) pieces covering `boxes` exactly:
+/// the ports are cut where any box's range starts or ends, the address
+/// ranges over each piece merged, and neighbouring pieces with the same
+/// addresses joined again.
+fn cover(boxes: &[Box2]) -> Vec<(Ports, Vec<(u128, u128)>)> {
+    let mut cuts: Vec<u32> = boxes
+        .iter()
+        .flat_map(|(_, p)| [u32::from(p.first), u32::from(p.last) + 1])
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut pieces: Vec<(Ports, Vec<(u128, u128)>)> = Vec::new();
+    for w in cuts.windows(2) {
+        let (first, last) = (w[0] as u16, (w[1] - 1) as u16);
+        let mut addrs: Vec<(u128, u128)> = boxes
+            .iter()
+            .filter(|(_, p)| p.first <= first && last <= p.last)
+            .map(|(a, _)| *a)
+            .collect();
+        if addrs.is_empty() {
+            continue;
+        }
+        addrs.sort_unstable();
+        let mut merged: Vec<(u128, u128)> = Vec::with_capacity(addrs.len());
+        for (a, b) in addrs {
+            match merged.last_mut() {
+                Some(m) if a <= m.1.saturating_add(1) => m.1 = m.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        match pieces.last_mut() {
+            Some((p, prev)) if u32::from(p.last) + 1 == u32::from(first) && *prev == merged => {
+                p.last = last
+            }
+            _ => pieces.push((Ports { first, last }, merged)),
+        }
+    }
+    pieces
+}
+
+fn disjoint_expose(expose: &[(Proto, Ports)]) -> Vec<Element> {
+    let mut out = Vec::new();
+    for proto in [Proto::Tcp, Proto::Udp] {
+        let boxes: Vec<Box2> = expose
+            .iter()
+            .filter(|(p, _)| *p == proto)
+            .map(|(_, ports)| ((0, 0), *ports))
+            .collect();
+        for (_, ports) in disjoint(boxes) {
+            out.push(Element(vec![
+                point(proto.number().into()),
+                (ports.first.into(), ports.last.into()),
+            ]));
+        }
+    }
+    out
+}
+
+// ---- nft syntax ----
+
+impl fmt::Display for Ruleset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "table inet {} {{", self.table)?;
+        for c in &self.counters {
+            writeln!(f, "\tcounter {c} {{\n\t}}\n")?;
+        }
+        for s in &self.sets {
+            writeln!(f, "\tset {} {{", s.name)?;
+            let types: Vec<&str> = s.fields.iter().map(|t| t.name()).collect();
+            writeln!(f, "\t\ttype {}", types.join(" . "))?;
+            if let Some(size) = s.dynamic {
+                writeln!(f, "\t\tsize {size}")?;
+            }
+            let mut flags = Vec::new();
+            if s.interval {
+                flags.push("interval");
+            }
+            if s.dynamic.is_some() {
+                flags.push("dynamic");
+            }
+            if !flags.is_empty() {
+                writeln!(f, "\t\tflags {}", flags.join(","))?;
+            }
+            if s.counter {
+                writeln!(f, "\t\tcounter")?;
+            }
+            if !s.elements.is_empty() {
+                let els: Vec<String> = s
+                    .elements
+                    .iter()
+                    .map(|e| element_text(&s.fields, e))
+                    .collect();
+                writeln!(f, "\t\telements = {{ {} }}", els.join(",\n\t\t\t     "))?;
+            }
+            writeln!(f, "\t}}\n")?;
+        }
+        for (i, c) in self.chains.iter().enumerate() {
+            let hook = match c.hook {
+                Hook::Input => "input",
+                Hook::Output => "output",
+            };
+            writeln!(f, "\tchain {} {{", c.name)?;
+            writeln!(
+                f,
+                "\t\ttype filter hook {hook} priority filter; policy drop;"
+            )?;
+            for r in &c.rules {
+                writeln!(f, "\t\t{}", rule_text(c.hook, r))?;
+            }
+            writeln!(f, "\t}}")?;
+            if i + 1 < self.chains.len() {
+                writeln!(f)?;
+            }
+        }
+        writeln!(f, "}}")
+    }
+}
+
+fn rule_text(hook: Hook, r: &Rule) -> String {
+    let keys = |k: &[Key]| k.iter().map(|k| k.nft()).collect::<Vec<_>>().join(" . ");
+    let mut words = Vec::new();
+    for m in &r.matches {
+        words.push(match m {
+            Match::IfName(name) => match hook {
+                Hook::Input => format!("iifname {name:?}"),
+                Hook::Output => format!("oifname {name:?}"),
+            },
+            Match::EstablishedRelated => "ct state established,related".into(),
+            Match::Icmpv6Types(a, b) => format!("icmpv6 type {a}-{b}"),
+            Match::InSet(k, set) => format!("{} @{set}", keys(k)),
+        });
+    }
+    for s in &r.statements {
+        words.push(match s {
+            Statement::Counter(name) => format!("counter name {name:?}"),
+            Statement::Update(set, k) => format!("update @{set} {{ {} }}", keys(k)),
+            Statement::Accept => "accept".into(),
+            Statement::Drop => "drop".into(),
+        });
+    }
+    words.join(" ")
+}
+
+fn element_text(fields: &[Field], e: &Element) -> String {
+    let mut parts = Vec::new();
+    for (field, &(a, b)) in fields.iter().zip(&e.0) {
+        let mut s = String::new();
+        match field {
+            Field::Ipv4Addr | Field::Ipv6Addr => {
+                let ip = |v: u128| -> IpAddr {
+                    if *field == Field::Ipv4Addr {
+                        Ipv4Addr::from(v as u32).into()
+                    } else {
+                        Ipv6Addr::from(v).into()
+                    }
+                };
+                let bits = 8 * field.size() as u32;
+                let span = b - a;
+                // A CIDR when the range is one: size a power of two, aligned.
+                if a == b {
+                    write!(s, "{}", ip(a)).unwrap();
+                } else if span.checked_add(1).is_none_or(|n| n.is_power_of_two()) && a & span == 0 {
+                    let host_bits = 128 - span.leading_zeros();
+                    write!(s, "{}/{}", ip(a), bits - host_bits).unwrap();
+                } else {
+                    write!(s, "{}-{}", ip(a), ip(b)).unwrap();
+                }
+            }
+            Field::InetProto => match a as u8 {
+                6 => s.push_str("tcp"),
+                17 => s.push_str("udp"),
+                n => write!(s, "{n}").unwrap(),
+            },
+            Field::InetService => write!(
+                s,
+                "{}",
+                Ports {
+                    first: a as u16,
+                    last: b as u16
+                }
+            )
+            .unwrap(),
+        }
+        parts.push(s);
+    }
+    parts.join(" . ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow(s: &str) -> Allow {
+        let e: Entry = s.parse().unwrap();
+        resolve(&[e], |_| unreachable!()).unwrap()[0]
+    }
+
+    fn elements(r: &Ruleset, set: &str) -> Vec<String> {
+        let s = r.set(set).unwrap();
+        s.elements
+            .iter()
+            .map(|e| element_text(&s.fields, e))
+            .collect()
+    }
+
+    fn policy(allow_: &[&str]) -> Policy {
+        Policy {
+            allow: allow_.iter().map(|s| allow(s)).collect(),
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn names_resolve_through_the_callers_lookup() {
+        let entries: Vec<Entry> = ["pypi.org:443", "udp://10.0.0.1:53"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let got = resolve(&entries, |name| {
+            assert_eq!(name, "pypi.org");
+            Ok(vec![
+                "10.9.9.9".parse().unwrap(),
+                "fd00::9".parse().unwrap(),
+            ])
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                allow("10.9.9.9:443"),
+                allow("[fd00::9]:443"),
+                allow("udp://10.0.0.1:53")
+            ]
+        );
+        let err = resolve(&entries[..1], |_| Ok(vec![])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("\"pypi.org\" (in pypi.org:443) resolved to no address")
+        );
+    }
+
+    #[test]
+    fn entries_land_in_the_family_sets() {
+        let r = compile(&policy(&[
+            "10.0.0.1:443",
+            "10.2.0.0/16",
+            "udp://10.0.0.9:5000-5010",
+            "[2001:db8::1]:443",
+            "2001:db8:1::/48",
+        ]))
+        .unwrap();
+        assert_eq!(
+            elements(&r, "allow4"),
+            [
+                "10.0.0.1 . tcp . 443",
+                "10.2.0.0/16 . tcp . 0-65535",
+                "10.0.0.9 . udp . 5000-5010"
+            ]
+        );
+        assert_eq!(
+            elements(&r, "allow6"),
+            ["2001:db8::1 . tcp . 443", "2001:db8:1::/48 . tcp . 0-65535"]
+        );
+    }
+
+    #[test]
+    fn overlaps_become_disjoint_covering_the_same_pairs() {
+        let r = compile(&policy(&[
+            "10.0.0.0/8:80",
+            "10.1.2.3:80",    // inside the network: absorbed
+            "10.1.2.3:80-90", // crosses: cut at 81
+            "10.0.0.1:443",
+            "10.0.0.2:443",        // no overlap: kept
+            "10.0.0.1:443",        // duplicate
+            "10.0.0.0/30:440-442", // adjacent ports, other addresses: kept
+            "udp://10.1.2.3:80",   // other protocol: separate
+        ]))
+        .unwrap();
+        assert_eq!(
+            elements(&r, "allow4"),
+            [
+                "10.0.0.0/30 . tcp . 440-442",
+                "10.0.0.0/8 . tcp . 80",
+                "10.0.0.1 . tcp . 443",
+                "10.0.0.2 . tcp . 443",
+                "10.1.2.3 . tcp . 81-90",
+                "10.1.2.3 . udp . 80",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_cover_is_exact() {
+        // Brute force over a small space: (address, port) is covered by the
+        // elements exactly when some box contains it.
+        let boxes = [
+            ((2, 9), Ports { first: 3, last: 7 }),
+            ((5, 5), Ports { first: 1, last: 9 }),
+            ((0, 3), Ports { first: 7, last: 8 }),
+            ((9, 12), Ports { first: 5, last: 5 }),
+        ];
+        let pieces = disjoint(boxes.to_vec());
+        let inside = |((a, b), p): &Box2, addr: u128, port: u16| {
+            *a <= addr && addr <= *b && p.first <= port && port <= p.last
+        };
+        for addr in 0u128..14 {
+            for port in 0u16..11 {
+                let want = boxes.iter().any(|b| inside(b, addr, port));
+                let hits = pieces.iter().filter(|b| inside(b, addr, port)).count();
+                assert_eq!(hits, usize::from(want), "({addr}, {port})");
+            }
+        }
+        let far = ((100, 100), Ports::one(1));
+        assert_eq!(
+            disjoint(vec![far, boxes[0]]),
+            vec![boxes[0], far],
+            "kept as is"
+        );
+    }
+
+    #[test]
+    fn dns_is_udp_and_tcp_53_to_each_resolver() {
+        let r = compile(&Policy {
+            dns: vec!["10.0.0.53".parse().unwrap(), "fd00::53".parse().unwrap()],
+            ..Policy::default()
+        })
+        .unwrap();
+        assert_eq!(
+            elements(&r, "dns4"),
+            ["10.0.0.53 . tcp . 53", "10.0.0.53 . udp . 53"]
+        );
+        assert_eq!(
+            elements(&r, "dns6"),
+            ["fd00::53 . tcp . 53", "fd00::53 . udp . 53"]
+        );
+    }
+
+    #[test]
+    fn a_loopback_resolver_is_reported() {
+        for r in ["127.0.0.53", "::1", "0.0.0.0"] {
+            let err = compile(&Policy {
+                dns: vec![r.parse().unwrap()],
+                ..Policy::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(&format!("DNS resolver {r} is a")), "{err}");
+            assert!(err.contains("a sandbox cannot reach"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_rule_count_does_not_grow_with_the_list() {
+        let small = compile(&policy(&["10.0.0.1:80"])).unwrap();
+        let entries: Vec<String> = (0..1000)
+            .map(|i| format!("10.{}.{}.1:{}", i / 256, i % 256, 1000 + i))
+            .collect();
+        let refs: Vec<&str> = entries.iter().map(|s| s.as_str()).collect();
+        let big = compile(&policy(&refs)).unwrap();
+        let rules = |r: &Ruleset| r.chains.iter().map(|c| c.rules.len()).sum::<usize>();
+        assert_eq!(rules(&small), rules(&big));
+        assert_eq!(big.set("allow4").unwrap().elements.len(), 1000);
+    }
+
+    #[test]
+    fn every_verdict_is_counted() {
+        let r = compile(&Policy::default()).unwrap();
+        for c in &r.chains {
+            for rule in &c.rules {
+                let verdict = rule
+                    .statements
+                    .iter()
+                    .any(|s| matches!(s, Statement::Accept | Statement::Drop));
+                let counted = rule
+                    .statements
+                    .iter()
+                    .any(|s| matches!(s, Statement::Counter(_)));
+                assert_eq!(verdict, counted, "{}", rule_text(c.hook, rule));
+            }
+            assert!(matches!(
+                c.rules.last().unwrap().statements[..],
+                [Statement::Counter(_), Statement::Drop]
+            ));
+        }
+    }
+}
