@@ -45,7 +45,9 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(g: &sbx_oci::cli::Global, command: Command) -> Result<i32> {
-    let stdout = &mut std::io::stdout().lock();
+    // Not locked for the whole call: forked container processes must not
+    // inherit a held lock.
+    let stdout = &mut std::io::stdout();
     // `spec`, `features`, `sandbox bundle` and `hook` need no state root.
     match &command {
         Command::Sandbox(Sandbox::Bundle(args)) => {
