@@ -273,3 +273,21 @@ fn bad_arguments() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CONTAINER_ID"));
 }
+
+/// config.md, Linux process capabilities: "Any value which cannot be mapped
+/// to a relevant kernel interface, or cannot be granted otherwise MUST cause
+/// the runtime to fail" — an unknown capability is refused before anything
+/// exists.
+#[test]
+fn unknown_capability_is_refused() {
+    let mut env = Env::new("badcap");
+    let id = env.id("c");
+    let bundle = env.bundle_with(&id, &["true"], |c| {
+        c["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_KILL", "CAP_FLY"]);
+    });
+    env.fails(
+        &["create", "--bundle", bundle.to_str().unwrap(), &id],
+        "CAP_FLY",
+    );
+    env.assert_gone(&id);
+}
