@@ -479,7 +479,10 @@ fn bad_specs_are_refused_before_anything_is_created() {
         let err = env.fails(&args, needle);
         assert!(err.starts_with("sbx-oci: "), "{err}");
         let left = std::fs::read_dir(&env.root).map(|d| d.count()).unwrap_or(0);
-        assert_eq!(left, 0, "{text}: nothing may be created");
+        assert_eq!(
+            left, 0,
+            "{text}: nothing may be created, not even a root skeleton"
+        );
     }
     // No command at all.
     std::fs::write(&spec, "{}").unwrap();
@@ -580,4 +583,48 @@ fn example_specs_run() {
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, format!("hello from {} as 65534\n", env.id("min")));
+}
+
+/// The root of a "host" sandbox is a read-only skeleton, built once per plan
+/// and shared: a second run with the same spec creates nothing new, and a
+/// sandbox cannot write into it.
+#[test]
+fn root_skeleton_is_shared_and_read_only() {
+    let env = Env::new("sbxskel");
+    let skeletons = || -> Vec<String> {
+        std::fs::read_dir(env.root.join("@rootfs"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (code, out, err) = run(
+        &env,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "touch /new 2>/dev/null || echo root-is-read-only",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "root-is-read-only\n"), "{err}");
+    let first = skeletons();
+    assert_eq!(first.len(), 1, "{first:?}");
+    run(&env, &["--", "true"]);
+    assert_eq!(skeletons(), first, "the same plan reuses the skeleton");
+    let extra = env.dir.join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    run(&env, &["--ro", extra.to_str().unwrap(), "--", "true"]);
+    assert_eq!(skeletons().len(), 2, "another plan, another skeleton");
+    let skel = env.root.join("@rootfs").join(&first[0]);
+    assert!(
+        std::fs::read_dir(&skel).unwrap().all(|e| {
+            let name = e.unwrap().file_name();
+            !name.to_string_lossy().starts_with('.')
+        }),
+        "no build leftovers in {}",
+        skel.display()
+    );
 }

@@ -275,7 +275,15 @@ impl Drop for Env {
             .flat_map(|id| cgroup_dirs(id))
             .map(|p| p.display().to_string())
             .collect();
-        let state_left = fs::read_dir(&self.root).map(|d| d.count()).unwrap_or(0);
+        // Entries named @... are the runtime's shared caches (the sandboxes'
+        // root skeletons), not any container's state.
+        let state_left = fs::read_dir(&self.root)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('@'))
+                    .count()
+            })
+            .unwrap_or(0);
         let _ = fs::remove_dir_all(&self.dir);
         if !std::thread::panicking() {
             assert!(mounts.is_empty(), "host mounts left: {mounts:?}");

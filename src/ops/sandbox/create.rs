@@ -1,7 +1,7 @@
 //! `sandbox create NAME`: a persistent sandbox, kept alive by an idle init
 //! (see `idle_init`), for `sandbox exec` to run commands in.
 
-use super::{bundle_dir, prepare, save_resolved, write_bundle};
+use super::{bundle_dir, prepare, root_of, save_resolved, write_config};
 use crate::ops::Context;
 use crate::ops::create::{Workload, create_claimed};
 use crate::{Error, Result, cli, store};
@@ -17,7 +17,8 @@ pub fn create(ctx: &Context, args: &cli::SandboxCreate) -> Result<()> {
     let prepared = prepare(&args.spec, &command, id)?;
     let claim = ctx.store.claim(id)?;
     let bundle = bundle_dir(ctx, id);
-    write_bundle(&bundle, &prepared)?;
+    let rootfs = root_of(ctx, &prepared)?;
+    write_config(&bundle, &prepared, &rootfs)?;
     save_resolved(ctx, id, &prepared.resolved)?;
     let create = cli::Create {
         bundle: bundle.clone(),

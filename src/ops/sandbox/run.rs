@@ -8,7 +8,8 @@ use nix::sys::wait::WaitStatus;
 use serde::Serialize;
 
 use super::{
-    Ended, Usage, bundle_dir, new_id, prepare, require_command, since, wait_until, write_bundle,
+    Ended, Usage, bundle_dir, new_id, prepare, require_command, root_of, since, wait_until,
+    write_config,
 };
 use crate::ops::create::{Workload, create_claimed};
 use crate::ops::{Context, forward};
@@ -39,7 +40,8 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
 
     let claim = ctx.store.claim(&id)?;
     let bundle = bundle_dir(ctx, &id);
-    write_bundle(&bundle, &prepared)?;
+    let rootfs = root_of(ctx, &prepared)?;
+    write_config(&bundle, &prepared, &rootfs)?;
     let create = cli::Create {
         bundle: bundle.clone(),
         container_id: id.clone(),
