@@ -112,30 +112,30 @@ pub fn inject(spec: &mut Value, policy: &Path) -> Result<bool> {
 
 /// `hook network`: installs the policy in the namespace of the container
 /// whose state is on stdin.
+/// Every error is one line on stderr, "sbx-oci: network hook: ...".
 pub fn hook(args: &cli::NetworkHook) -> Result<i32> {
+    run(args).map_err(|e| Error::InvalidArgument(format!("network hook: {e}")))
+}
+
+fn run(args: &cli::NetworkHook) -> Result<i32> {
     let t0 = Instant::now();
     let mut input = Vec::new();
     std::io::stdin()
         .read_to_end(&mut input)
-        .map_err(|e| Error::io("network hook: cannot read the container state", e))?;
-    let state: Value = serde_json::from_slice(&input).map_err(|e| {
-        Error::NetworkPolicy(format!("network hook: the state on stdin is not JSON: {e}"))
-    })?;
+        .map_err(|e| Error::io("cannot read the container state", e))?;
+    let state: Value = serde_json::from_slice(&input)
+        .map_err(|e| Error::NetworkPolicy(format!("the state on stdin is not JSON: {e}")))?;
     let pid = state["pid"]
         .as_i64()
         .filter(|p| *p > 0)
-        .ok_or_else(|| Error::NetworkPolicy("network hook: the state has no pid".into()))?;
+        .ok_or_else(|| Error::NetworkPolicy("the state has no pid".into()))?;
     let policy = PolicyFile::load(&args.policy)?.resolve(file::host_lookup)?;
     let t_resolved = Instant::now();
     let rules = compile(&policy)?;
     let t_compiled = Instant::now();
     let ns_path = format!("/proc/{pid}/ns/net");
-    let ns = File::open(&ns_path).map_err(|e| {
-        Error::io(
-            format!("network hook: cannot open {ns_path} (container {pid})"),
-            e,
-        )
-    })?;
+    let ns = File::open(&ns_path)
+        .map_err(|e| Error::io(format!("cannot open {ns_path} (the container's init)"), e))?;
     let (apply_time, socket) = apply_in(ns, &rules, &ns_path)?;
     tracing::debug!(
         "network hook: resolve {:?}, compile {:?}, apply {:?}, total {:?}",
@@ -189,17 +189,13 @@ fn apply_in(ns: File, rules: &Ruleset, what: &str) -> Result<(std::time::Duratio
     std::thread::scope(|s| {
         s.spawn(|| {
             nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| Error::io(format!("network hook: cannot enter {what}"), e.into()))?;
+                .map_err(|e| Error::io(format!("cannot enter {what}"), e.into()))?;
             let t = Instant::now();
             let nl = nft::Netlink::open()?;
             nl.apply(rules)?;
             Ok((t.elapsed(), nl))
         })
         .join()
-        .unwrap_or_else(|_| {
-            Err(Error::NetworkPolicy(
-                "network hook: the thread panicked".into(),
-            ))
-        })
+        .unwrap_or_else(|_| Err(Error::NetworkPolicy("the thread panicked".into())))
     })
 }
