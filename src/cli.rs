@@ -98,6 +98,23 @@ pub enum Command {
     /// gives it (see ops::hook)
     #[command(hide = true, name = "run-hook")]
     Hook(Hook),
+    /// Internal: hooks sbx-oci adds to a container's config
+    #[command(hide = true, subcommand, name = "hook")]
+    Hooks(Hooks),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Hooks {
+    /// Install a network policy in the namespace of the container whose
+    /// OCI state is on stdin (see ops::network_hook)
+    Network(NetworkHook),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NetworkHook {
+    /// The policy file (JSON: allow, dns, expose)
+    #[arg(long)]
+    pub policy: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]

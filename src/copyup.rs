@@ -16,7 +16,8 @@
 //! another file system.
 //!
 //! The same shadow config carries the prestart/createRuntime hook rewrite of
-//! `hooks::wrap_for_state` when the config has such hooks.
+//! `hooks::wrap_for_state` when the config has such hooks, and the network
+//! hook of `ops::network_hook` when its annotations ask for one.
 //!
 //! Differences from runc: createContainer hooks see the rewritten bundle's
 //! path (the stored state, and prestart/createRuntime hooks, name the real
@@ -74,15 +75,19 @@ impl Plan {
 /// Returns `None` (the common case, decided by substring tests) when the
 /// bundle's config.json neither uses tmpcopyup nor has prestart or
 /// createRuntime hooks (which `hooks::wrap_for_state` rewrites into the same
-/// shadow config); otherwise writes the rewritten config into `shadow` and
-/// returns the plan.
-pub fn prepare(bundle: &Path, shadow: &Path) -> Result<Option<Plan>> {
+/// shadow config) nor network annotations (`ops::network_hook::inject`,
+/// which writes the policy into `state_dir`); otherwise writes the rewritten
+/// config into `state_dir/@bundle` and returns the plan.
+pub fn prepare(bundle: &Path, state_dir: &Path) -> Result<Option<Plan>> {
+    use crate::ops::network_hook;
+    let shadow = &state_dir.join("@bundle");
     let path = bundle.join("config.json");
     let bytes = std::fs::read(&path)
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
     let copyup = bytes.windows(OPTION.len()).any(|w| w == OPTION.as_bytes());
     let hooks = crate::hooks::may_need_wrap(&bytes);
-    if !copyup && !hooks {
+    let network = network_hook::may_need(&bytes);
+    if !copyup && !hooks && !network {
         return Ok(None);
     }
     let bad = |reason: String| Error::Bundle {
@@ -97,7 +102,10 @@ pub fn prepare(bundle: &Path, shadow: &Path) -> Result<Option<Plan>> {
         Vec::new()
     };
     let wrapped = hooks && crate::hooks::wrap_for_state(&mut spec, bundle);
-    if dests.is_empty() && !wrapped {
+    // After the wrap: the network hook needs no state rewrite.
+    let injected =
+        network && network_hook::inject(&mut spec, &state_dir.join(network_hook::POLICY_FILE))?;
+    if dests.is_empty() && !wrapped && !injected {
         return Ok(None);
     }
     let root = spec

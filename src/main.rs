@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use sbx_oci::cli::{Cli, Command, Sandbox};
+use sbx_oci::cli::{Cli, Command, Hooks, Sandbox};
 use sbx_oci::ops::{self, Context};
 use sbx_oci::{Result, logging};
 
@@ -55,6 +55,7 @@ fn dispatch(g: &sbx_oci::cli::Global, command: Command) -> Result<i32> {
         }
         Command::Spec(args) => return ops::spec::spec(args).map(|_| 0),
         Command::Hook(args) => return ops::hook::hook(args),
+        Command::Hooks(Hooks::Network(args)) => return ops::network_hook::hook(args),
         Command::Features => {
             let doc = serde_json::to_string_pretty(&ops::features::features()).unwrap_or_default();
             let _ = writeln!(stdout, "{doc}");
@@ -94,7 +95,9 @@ fn dispatch(g: &sbx_oci::cli::Global, command: Command) -> Result<i32> {
         Command::Events(args) => ops::events::events(&ctx, &args, stdout).map(|_| 0),
         Command::Update(args) => ops::update::update(&ctx, &args).map(|_| 0),
         Command::Sandbox(cmd) => sandbox(&ctx, cmd, stdout),
-        Command::Spec(_) | Command::Features | Command::Hook(_) => unreachable!("handled above"),
+        Command::Spec(_) | Command::Features | Command::Hook(_) | Command::Hooks(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

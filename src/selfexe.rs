@@ -16,12 +16,18 @@
 //! become writable). Only create, run and exec pay for it; where overlayfs is
 //! unavailable, a sealed memfd copy is the fallback. If neither works the
 //! operation fails: never run unprotected.
+//!
+//! After the re-execution `/proc/self/exe` names the protected view, not the
+//! binary on the host, so the re-execution passes the host path along in
+//! [`HOST_EXE_ENV`], which [`ensure_protected`] takes out of the environment
+//! and [`host_path`] returns (what a hook that runs sbx-oci must name).
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use nix::fcntl::{FcntlArg, SealFlag, fcntl};
 use nix::sys::memfd::{MemFdCreateFlag, memfd_create};
@@ -36,6 +42,12 @@ pub fn ensure_protected() -> Result<()> {
     let exe = File::open("/proc/self/exe")
         .map_err(|e| Error::SelfExe(format!("cannot open /proc/self/exe: {e}")))?;
     if is_protected(&exe) {
+        if let Some(path) = std::env::var_os(HOST_EXE_ENV) {
+            let _ = HOST_EXE.set(PathBuf::from(path));
+            // SAFETY: called from the main thread before any other thread
+            // is started (the commands that need protection call it first).
+            unsafe { std::env::remove_var(HOST_EXE_ENV) };
+        }
         return Ok(());
     }
     drop(exe);
@@ -51,7 +63,31 @@ pub fn ensure_protected() -> Result<()> {
             ))
         })?,
     };
-    reexec(fd)
+    reexec(fd, &path)
+}
+
+/// Carries the binary's host path across the protective re-execution.
+pub const HOST_EXE_ENV: &str = "_SBX_OCI_HOST_EXE";
+
+static HOST_EXE: OnceLock<PathBuf> = OnceLock::new();
+
+/// The binary's path on the host: the one it was started from, also after
+/// the protective re-execution.
+pub fn host_path() -> Result<PathBuf> {
+    if let Some(p) = HOST_EXE.get() {
+        return Ok(p.clone());
+    }
+    let path = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| Error::SelfExe(format!("cannot read /proc/self/exe: {e}")))?;
+    // A sealed copy's name ("/memfd:sbx-oci (deleted)") is no path.
+    if path.is_absolute() && path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::SelfExe(format!(
+            "cannot tell the binary's host path ({} is not one)",
+            path.display()
+        )))
+    }
 }
 
 /// Whether `exe` can never be opened for writing: a file on a read-only
@@ -193,17 +229,22 @@ fn sealed_copy(path: &Path) -> std::result::Result<OwnedFd, String> {
     Ok(dst.into())
 }
 
-fn reexec(fd: OwnedFd) -> Result<()> {
+fn reexec(fd: OwnedFd, host_path: &Path) -> Result<()> {
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
         .collect();
+    let mut host = HOST_EXE_ENV.as_bytes().to_vec();
+    host.push(b'=');
+    host.extend_from_slice(host_path.as_os_str().as_bytes());
     let env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != HOST_EXE_ENV)
         .map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');
             kv.extend_from_slice(v.as_bytes());
             CString::new(kv).unwrap_or_default()
         })
+        .chain(CString::new(host).ok())
         .collect();
     let err = execveat(
         Some(fd.as_raw_fd()),

@@ -291,7 +291,7 @@ fn cidr(addr: IpAddr, len: &str, max: u8) -> Result<Cidr, String> {
     })
 }
 
-fn ports(s: &str) -> Result<Ports, String> {
+pub(crate) fn ports(s: &str) -> Result<Ports, String> {
     let port = |p: &str| -> Result<u16, String> {
         match p.parse::<u16>() {
             Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(n),

@@ -1,9 +1,13 @@
-//! Network egress policy: allowlist entries ([`entry`]) and their
-//! compilation into one nftables table ([`compile`]). Pure: names are
-//! resolved by the caller, and [`crate::nft`] installs the result.
+//! Network egress policy: allowlist entries ([`entry`]), their compilation
+//! into one nftables table ([`compile`]) and the policy file and OCI
+//! annotations that carry them to the hook ([`file`]). Pure, except for
+//! [`file`]'s readers: names are resolved by the caller, and [`crate::nft`]
+//! installs the result.
 
 pub mod compile;
 pub mod entry;
+pub mod file;
 
 pub use compile::{Allow, Policy, Ruleset, compile, resolve};
 pub use entry::{Cidr, Dest, Entry, Ports, Proto};
+pub use file::{Mode, PolicyFile};

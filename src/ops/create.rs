@@ -46,8 +46,9 @@ pub fn create_claimed(
 ) -> Result<Container> {
     let id = args.container_id.as_str();
     let bundle = bundle.to_owned();
-    // Only a config using runc's tmpcopyup is rewritten (see `copyup`).
-    let copyup = copyup::prepare(&bundle, &ctx.store.dir(id).join("@bundle"))?;
+    // Only a config using runc's tmpcopyup, hooks or network annotations is
+    // rewritten (see `copyup`).
+    let copyup = copyup::prepare(&bundle, &ctx.store.dir(id))?;
     let lib_bundle = copyup
         .as_ref()
         .map_or(bundle.as_path(), |p| p.shadow_bundle());

@@ -9,6 +9,7 @@ pub mod features;
 pub mod hook;
 pub mod kill;
 pub mod list;
+pub mod network_hook;
 pub mod pause;
 pub mod ps;
 pub mod resume;

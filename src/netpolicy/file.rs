@@ -1,0 +1,303 @@
+//! The policy file `sbx-oci hook network --policy FILE` reads, and the OCI
+//! annotations `create` builds it from.
+//!
+//! ```json
+//! {"allow": ["10.0.0.0/8:443", "udp://[2001:db8::1]:53", "pypi.org:443"],
+//!  "dns": ["192.0.2.53"],
+//!  "expose": ["8080", "udp://5000-5010"]}
+//! ```
+//!
+//! `allow` holds allowlist entries as users write them ([`Entry`]); names
+//! are resolved by the hook, in the host's network namespace, through the
+//! host's resolvers. `dns` lists the resolvers the sandbox may query, and
+//! `expose` the inbound ports open to new connections (`[tcp://|udp://]PORT`
+//! or `PORT-PORT`).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::compile::{Policy, resolve};
+use super::entry::{Entry, Ports, Proto, ports};
+use crate::{Error, Result};
+
+/// Every annotation sbx-oci reads starts with this.
+pub const PREFIX: &str = "org.sbx-oci.network.";
+/// `none`, `allowlist` or `full`.
+pub const MODE: &str = "org.sbx-oci.network.mode";
+/// Comma-separated allowlist entries.
+pub const ALLOW: &str = "org.sbx-oci.network.allow";
+/// Comma-separated resolver addresses.
+pub const DNS: &str = "org.sbx-oci.network.dns";
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
+    #[serde(default)]
+    pub expose: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Only loopback.
+    None,
+    /// Default deny, then the listed destinations.
+    Allowlist,
+    /// Nothing filtered.
+    Full,
+}
+
+impl PolicyFile {
+    /// Reads and checks a policy file.
+    pub fn load(path: &Path) -> Result<PolicyFile> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::io(format!("cannot read policy {}", path.display()), e))?;
+        let file: PolicyFile = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::NetworkPolicy(format!("{} is not a policy file: {e}", path.display()))
+        })?;
+        file.check()?;
+        Ok(file)
+    }
+
+    /// Parses every entry, port and resolver: the first bad one is the
+    /// error, quoted.
+    pub fn check(&self) -> Result<()> {
+        self.entries()?;
+        self.exposed()?;
+        for r in &self.dns {
+            if r.is_loopback() || r.is_unspecified() {
+                return Err(Error::NetworkPolicy(format!(
+                    "DNS resolver {r} cannot be reached from a sandbox (its loopback is its \
+                     own); name a resolver on the network"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        self.allow.iter().map(|e| e.parse()).collect()
+    }
+
+    pub fn exposed(&self) -> Result<Vec<(Proto, Ports)>> {
+        self.expose.iter().map(|s| parse_expose(s)).collect()
+    }
+
+    /// The policy to compile, names resolved by `lookup`.
+    pub fn resolve(&self, lookup: impl FnMut(&str) -> Result<Vec<IpAddr>>) -> Result<Policy> {
+        Ok(Policy {
+            allow: resolve(&self.entries()?, lookup)?,
+            dns: self.dns.clone(),
+            expose: self.exposed()?,
+        })
+    }
+}
+
+fn parse_expose(s: &str) -> Result<(Proto, Ports)> {
+    let (proto, rest) = match s.split_once("://") {
+        None => (Proto::Tcp, s),
+        Some(("tcp", rest)) => (Proto::Tcp, rest),
+        Some(("udp", rest)) => (Proto::Udp, rest),
+        Some(_) => {
+            return Err(Error::NetworkPolicy(format!(
+                "exposed port {s:?}: unknown protocol (use tcp:// or udp://)"
+            )));
+        }
+    };
+    let p = ports(rest).map_err(|r| Error::NetworkPolicy(format!("exposed port {s:?}: {r}")))?;
+    Ok((proto, p))
+}
+
+/// The addresses of `name` from the resolvers of the namespace this thread
+/// is in (the host's, for the hook: it resolves before entering the
+/// container's namespace).
+pub fn host_lookup(name: &str) -> Result<Vec<IpAddr>> {
+    let mut addrs: Vec<IpAddr> = (name, 0)
+        .to_socket_addrs()
+        .map_err(|e| Error::NetworkPolicy(format!("cannot resolve {name:?}: {e}")))?
+        .map(|a| a.ip())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    Ok(addrs)
+}
+
+/// The host's resolvers, from /etc/resolv.conf.
+pub fn host_resolvers() -> Vec<IpAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("nameserver"))
+                .then(|| w.next())
+                .flatten()
+                .and_then(|a| a.split('%').next()?.parse().ok())
+        })
+        .collect()
+}
+
+/// The mode and policy that a config's annotations ask for; `None` when
+/// they name none. Every entry is checked here, so a bad one is refused
+/// before anything is created. `allow` or `dns` without a mode means
+/// allowlist; without `dns`, the host's resolv.conf nameservers are used
+/// (a loopback one is an error: set `dns` then, `""` for none).
+pub fn from_annotations(ann: &BTreeMap<String, String>) -> Result<Option<(Mode, PolicyFile)>> {
+    let ours: Vec<(&String, &String)> = ann.iter().filter(|(k, _)| k.starts_with(PREFIX)).collect();
+    if ours.is_empty() {
+        return Ok(None);
+    }
+    if let Some((k, _)) = ours
+        .iter()
+        .find(|(k, _)| ![MODE, ALLOW, DNS].contains(&k.as_str()))
+    {
+        return Err(Error::NetworkPolicy(format!(
+            "unknown annotation {k:?} (known: {MODE}, {ALLOW}, {DNS})"
+        )));
+    }
+    let list = |key: &str| -> Option<Vec<String>> {
+        ann.get(key).map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+    };
+    let allow = list(ALLOW);
+    let dns = list(DNS);
+    let mode = match ann.get(MODE).map(|m| m.trim()) {
+        Some("none") => Mode::None,
+        Some("allowlist") => Mode::Allowlist,
+        Some("full") => Mode::Full,
+        Some(other) => {
+            return Err(Error::NetworkPolicy(format!(
+                "{MODE}={other:?}: use none, allowlist or full"
+            )));
+        }
+        None => Mode::Allowlist,
+    };
+    if mode != Mode::Allowlist && (allow.is_some() || dns.is_some()) {
+        return Err(Error::NetworkPolicy(format!(
+            "{ALLOW} and {DNS} need {MODE}=allowlist"
+        )));
+    }
+    let dns = match dns {
+        None if mode == Mode::Allowlist => host_resolvers(),
+        None => Vec::new(),
+        Some(list) => list
+            .iter()
+            .map(|r| {
+                r.parse()
+                    .map_err(|_| Error::NetworkPolicy(format!("{DNS}: {r:?} is not an IP address")))
+            })
+            .collect::<Result<_>>()?,
+    };
+    let file = PolicyFile {
+        allow: allow.unwrap_or_default(),
+        dns,
+        expose: Vec::new(),
+    };
+    file.check().map_err(|e| match e {
+        Error::NetworkPolicy(m) if ann.get(DNS).is_none() && m.contains("DNS resolver") => {
+            Error::NetworkPolicy(format!(
+                "{m} (it is the host's, from /etc/resolv.conf: set {DNS})"
+            ))
+        }
+        Error::NetworkEntry { entry, reason } => {
+            Error::NetworkPolicy(format!("{ALLOW}: entry {entry:?}: {reason}"))
+        }
+        e => e,
+    })?;
+    Ok(Some((mode, file)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ann(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn annotations() {
+        assert_eq!(from_annotations(&ann(&[("x", "y")])).unwrap(), None);
+        let (mode, file) = from_annotations(&ann(&[
+            (ALLOW, "10.0.0.1:80, [fd00::1]:443,udp://10.0.0.0/8:53"),
+            (DNS, "10.0.0.53"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(mode, Mode::Allowlist);
+        assert_eq!(file.allow.len(), 3);
+        assert_eq!(file.dns, vec!["10.0.0.53".parse::<IpAddr>().unwrap()]);
+        let (mode, file) = from_annotations(&ann(&[(MODE, "none")])).unwrap().unwrap();
+        assert_eq!((mode, file), (Mode::None, PolicyFile::default()));
+        let (_, file) = from_annotations(&ann(&[(MODE, "allowlist"), (DNS, "")]))
+            .unwrap()
+            .unwrap();
+        assert!(file.dns.is_empty());
+    }
+
+    #[test]
+    fn annotation_errors_quote_the_culprit() {
+        for (kv, needle) in [
+            (
+                vec![(ALLOW, "10.0.0.1:80,10.0.0.300:80")],
+                "\"10.0.0.300:80\"",
+            ),
+            (vec![(DNS, "resolver")], "\"resolver\""),
+            (vec![(DNS, "127.0.0.53")], "127.0.0.53"),
+            (vec![(MODE, "open")], "\"open\""),
+            (vec![(MODE, "full"), (ALLOW, "10.0.0.1")], "allowlist"),
+            (
+                vec!["org.sbx-oci.network.alow"]
+                    .into_iter()
+                    .map(|k| (k, "x"))
+                    .collect(),
+                "alow",
+            ),
+        ] {
+            let msg = from_annotations(&ann(&kv)).unwrap_err().to_string();
+            assert!(msg.contains(needle), "{kv:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn expose_and_file_round_trip() {
+        let file = PolicyFile {
+            allow: vec!["10.1.2.3:80".into()],
+            dns: vec![],
+            expose: vec!["8080".into(), "udp://5000-5010".into()],
+        };
+        assert_eq!(
+            file.exposed().unwrap(),
+            vec![
+                (Proto::Tcp, Ports::one(8080)),
+                (
+                    Proto::Udp,
+                    Ports {
+                        first: 5000,
+                        last: 5010
+                    }
+                )
+            ]
+        );
+        let text = serde_json::to_string(&file).unwrap();
+        assert_eq!(serde_json::from_str::<PolicyFile>(&text).unwrap(), file);
+        let bad = PolicyFile {
+            expose: vec!["sctp://1".into()],
+            ..file
+        };
+        assert!(bad.check().unwrap_err().to_string().contains("sctp://1"));
+    }
+}

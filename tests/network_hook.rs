@@ -1,0 +1,359 @@
+//! The network hook for real (root): containers created through the binary
+//! with `org.sbx-oci.network.*` annotations, in a network namespace the test
+//! made (as podman or containerd would) and named by `path` in the config.
+//! That namespace is joined by a veth pair to a peer namespace, a test host
+//! with TCP servers on two ports on private addresses (10.201.N.0/29,
+//! fd00:201:N::/64); only those are ever contacted, and drop removes both
+//! namespaces (with the veth pair and the table), also when a test fails.
+
+mod common;
+
+use std::fs::File;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::Env;
+use serde_json::{Value, json};
+
+/// No server outlives its test by more than this.
+const SERVER_LIFETIME: Duration = Duration::from_secs(60);
+const ALLOWED: u16 = 8001;
+const OTHER: u16 = 8002;
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip(8)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn enter(ns: &str) {
+    let fd = File::open(format!("/run/netns/{ns}")).unwrap();
+    nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+}
+
+/// `sbx` (.1, ::1), where the container runs, and `peer` (.2, ::2), with
+/// TCP servers answering "ok" on ports ALLOWED and OTHER.
+struct Net {
+    sbx: String,
+    peer: String,
+    n: usize,
+    stop: Arc<AtomicBool>,
+    servers: Vec<JoinHandle<()>>,
+}
+
+impl Net {
+    fn new() -> Net {
+        let n = (std::process::id() as usize * 7 + SEQ.fetch_add(1, Ordering::SeqCst)) % 250 + 1;
+        let tag = format!("sbxnh{}-{n}", std::process::id());
+        let mut net = Net {
+            sbx: format!("{tag}-s"),
+            peer: format!("{tag}-p"),
+            n,
+            stop: Arc::new(AtomicBool::new(false)),
+            servers: Vec::new(),
+        };
+        // From here on, drop removes whatever was made.
+        ip(&["netns", "add", &net.sbx]);
+        ip(&["netns", "add", &net.peer]);
+        let suffix = std::process::id() % 10000;
+        let (va, vb) = (format!("nh{n}a{suffix}"), format!("nh{n}b{suffix}"));
+        ip(&[
+            "link", "add", &va, "netns", &net.sbx, "type", "veth", "peer", "name", &vb, "netns",
+            &net.peer,
+        ]);
+        for (ns, dev, h) in [(&net.sbx, &va, 1), (&net.peer, &vb, 2)] {
+            let v4 = format!("10.201.{n}.{h}/29");
+            let v6 = format!("fd00:201:{n:x}::{h}/64");
+            ip(&["-n", ns, "addr", "add", &v4, "dev", dev]);
+            ip(&["-n", ns, "addr", "add", &v6, "dev", dev, "nodad"]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        for a in [net.v4(), net.v6()] {
+            for p in [ALLOWED, OTHER] {
+                net.tcp_server(SocketAddr::new(a, p));
+            }
+        }
+        // On a new veth the first IPv6 SYN is answered only after a
+        // retransmission: connect once from `sbx`, before any policy.
+        let sbx = net.sbx.clone();
+        let to = [
+            SocketAddr::new(net.v4(), ALLOWED),
+            SocketAddr::new(net.v6(), ALLOWED),
+        ];
+        std::thread::spawn(move || {
+            enter(&sbx);
+            for a in to {
+                let _ = TcpStream::connect_timeout(&a, Duration::from_secs(3));
+            }
+        })
+        .join()
+        .unwrap();
+        net
+    }
+
+    fn v4(&self) -> IpAddr {
+        format!("10.201.{}.2", self.n).parse().unwrap()
+    }
+
+    fn v6(&self) -> IpAddr {
+        format!("fd00:201:{:x}::2", self.n).parse().unwrap()
+    }
+
+    fn tcp_server(&mut self, addr: SocketAddr) {
+        let stop = self.stop.clone();
+        let peer = self.peer.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.servers.push(std::thread::spawn(move || {
+            enter(&peer);
+            let l = TcpListener::bind(addr).unwrap();
+            l.set_nonblocking(true).unwrap();
+            tx.send(()).unwrap();
+            let end = Instant::now() + SERVER_LIFETIME;
+            while !stop.load(Ordering::SeqCst) && Instant::now() < end {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.write_all(b"ok");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        }));
+        rx.recv().unwrap();
+    }
+
+    /// The table in `sbx`, as nft lists it ("" when there is none).
+    fn table(&self) -> String {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &self.sbx, "nft", "list", "table", "inet", "sbx_oci",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for s in self.servers.drain(..) {
+            let _ = s.join();
+        }
+        // Deleting a namespace deletes its end of the veth pair, which
+        // deletes the pair, and its nftables table.
+        for ns in [&self.sbx, &self.peer] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Sets the network namespace's path and the annotations.
+fn annotate(config: &mut Value, netns: Option<&str>, annotations: Value) {
+    let list = config["linux"]["namespaces"].as_array_mut().unwrap();
+    for ns in list.iter_mut() {
+        if ns["type"] == "network"
+            && let Some(path) = netns
+        {
+            ns["path"] = Value::from(path);
+        }
+    }
+    if netns.is_none() {
+        list.retain(|ns| ns["type"] != "network");
+    }
+    config["annotations"] = annotations;
+}
+
+/// Busybox `nc` from inside the container: "open" when the server's "ok"
+/// comes back within a second.
+const PROBE: &str = r#"
+try() { if echo | timeout 3 nc -w 1 "$1" "$2" 2>/dev/null | grep -q ok; then echo "$3 open"; else echo "$3 closed"; fi; }
+try "$V4" 8001 v4-allowed
+try "$V4" 8002 v4-other
+try "$V6" 8001 v6-allowed
+try "$V6" 8002 v6-other
+grep CapEff /proc/self/status
+if ip link set lo down 2>/dev/null; then echo netadmin yes; else echo netadmin no; fi
+"#;
+
+#[test]
+fn an_annotated_allowlist_is_enforced_in_the_clients_namespace() {
+    let net = Net::new();
+    let mut env = Env::new("nethook-allow");
+    let id = env.id("c");
+    let netns = format!("/run/netns/{}", net.sbx);
+    let (v4, v6) = (net.v4(), net.v6());
+    let bundle = env.bundle_with(&id, &["sh", "-c", PROBE], |c| {
+        annotate(
+            c,
+            Some(&netns),
+            json!({
+                "org.sbx-oci.network.allow": format!("{v4}:{ALLOWED}, [{v6}]:{ALLOWED}"),
+                "org.sbx-oci.network.dns": "",
+            }),
+        );
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .extend([json!(format!("V4={v4}")), json!(format!("V6={v6}"))]);
+    });
+    let b = bundle.to_str().unwrap();
+    // Created, not started: the rules are in before the process runs.
+    env.ok(&["create", "--bundle", b, &id]);
+    let table = net.table();
+    assert!(table.contains("table inet sbx_oci"), "no table: {table}");
+    assert!(
+        env.root.join(&id).join("@network.json").is_file(),
+        "policy file"
+    );
+    env.ok(&["start", &id]);
+    env.wait_status(&id, "stopped");
+    env.ok(&["delete", &id]);
+    env.assert_gone(&id);
+    // Now through `run`, reading what the container's process sees.
+    let id2 = env.id("r");
+    let bundle2 = env.bundle_with(&id2, &["sh", "-c", PROBE], |c| {
+        annotate(
+            c,
+            Some(&netns),
+            json!({
+                "org.sbx-oci.network.mode": "allowlist",
+                "org.sbx-oci.network.allow": format!("{v4}:{ALLOWED},[{v6}]:{ALLOWED}"),
+                "org.sbx-oci.network.dns": "",
+            }),
+        );
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .extend([json!(format!("V4={v4}")), json!(format!("V6={v6}"))]);
+    });
+    let out = env.ok(&["run", "--bundle", bundle2.to_str().unwrap(), &id2]);
+    for line in [
+        "v4-allowed open",
+        "v4-other closed",
+        "v6-allowed open",
+        "v6-other closed",
+        "netadmin no",
+    ] {
+        assert!(out.contains(line), "{line:?} not in:\n{out}");
+    }
+    // No CAP_NET_ADMIN (bit 12) in the container's effective set.
+    let caps = out
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+        .unwrap();
+    assert_eq!(caps & (1 << 12), 0, "CapEff {caps:x}");
+    // And the rules it could not change are still there.
+    assert!(net.table().contains("table inet sbx_oci"));
+    env.assert_gone(&id2);
+    // Without the annotations the same namespace is open (the table the
+    // hook left there is replaced by nothing: delete it first).
+    Command::new("ip")
+        .args([
+            "netns", "exec", &net.sbx, "nft", "delete", "table", "inet", "sbx_oci",
+        ])
+        .status()
+        .unwrap();
+    let id3 = env.id("open");
+    let bundle3 = env.bundle_with(&id3, &["sh", "-c", PROBE], |c| {
+        annotate(c, Some(&netns), json!({}));
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .extend([json!(format!("V4={v4}")), json!(format!("V6={v6}"))]);
+    });
+    let out = env.ok(&["run", "--bundle", bundle3.to_str().unwrap(), &id3]);
+    assert!(out.contains("v4-other open"), "{out}");
+    assert_eq!(net.table(), "");
+}
+
+#[test]
+fn a_malformed_entry_fails_create_quoting_it_and_leaves_nothing() {
+    let mut env = Env::new("nethook-bad");
+    let id = env.id("c");
+    let bundle = env.bundle_with(&id, &["true"], |c| {
+        annotate(
+            c,
+            Some("/proc/self/ns/net"),
+            json!({"org.sbx-oci.network.allow": "10.201.1.2:80,10.201.1.300:80"}),
+        );
+    });
+    let b = bundle.to_str().unwrap();
+    env.fails(&["create", "--bundle", b, &id], "\"10.201.1.300:80\"");
+    env.assert_gone(&id);
+    env.fails(&["run", "--bundle", b, &id], "\"10.201.1.300:80\"");
+    env.assert_gone(&id);
+}
+
+#[test]
+fn the_hosts_namespace_is_never_filtered() {
+    let mut env = Env::new("nethook-host");
+    let id = env.id("c");
+    let bundle = env.bundle_with(&id, &["true"], |c| {
+        annotate(
+            c,
+            None,
+            json!({"org.sbx-oci.network.allow": "10.201.1.2:80", "org.sbx-oci.network.dns": ""}),
+        );
+    });
+    env.fails(
+        &["create", "--bundle", bundle.to_str().unwrap(), &id],
+        "never filters the host",
+    );
+    env.assert_gone(&id);
+}
+
+#[test]
+fn a_hook_that_cannot_apply_fails_create_and_leaves_nothing() {
+    // The hook resolves names in the host's namespace; here, in a private
+    // mount namespace whose nsswitch.conf has only "files" and whose hosts
+    // file lacks the name, it fails without any DNS traffic.
+    let net = Net::new();
+    let mut env = Env::new("nethook-fail");
+    let id = env.id("c");
+    let netns = format!("/run/netns/{}", net.sbx);
+    let bundle = env.bundle_with(&id, &["true"], |c| {
+        annotate(
+            c,
+            Some(&netns),
+            json!({
+                "org.sbx-oci.network.allow": "nowhere.sbx-oci.test:80",
+                "org.sbx-oci.network.dns": "",
+            }),
+        );
+    });
+    std::fs::write(env.dir.join("nsswitch.conf"), "hosts: files\n").unwrap();
+    std::fs::write(env.dir.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+    let script = format!(
+        "mount --bind {d}/nsswitch.conf /etc/nsswitch.conf && mount --bind {d}/hosts /etc/hosts \
+         && exec {bin} --root {root} create --bundle {b} {id}",
+        d = env.dir.display(),
+        bin = common::BIN,
+        root = env.root.display(),
+        b = bundle.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "create succeeded: {err}");
+    assert!(
+        err.contains("network hook: network policy: cannot resolve \"nowhere.sbx-oci.test\""),
+        "{err}"
+    );
+    env.assert_gone(&id);
+    assert_eq!(net.table(), "", "nothing installed");
+}
