@@ -357,3 +357,66 @@ fn a_hook_that_cannot_apply_fails_create_and_leaves_nothing() {
     env.assert_gone(&id);
     assert_eq!(net.table(), "", "nothing installed");
 }
+
+/// The "seeing what was blocked": `events --stats` reports the
+/// policy's counters and the destination of every dropped attempt.
+#[test]
+fn events_report_allowed_and_dropped_traffic() {
+    let net = Net::new();
+    let mut env = Env::new("nethook-stats");
+    let id = env.id("c");
+    let netns = format!("/run/netns/{}", net.sbx);
+    let v4 = net.v4();
+    let bundle = env.bundle_with(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "echo | timeout 3 nc -w 1 $V4 8002; echo | timeout 3 nc -w 1 $V4 8001; sleep 60",
+        ],
+        |c| {
+            annotate(
+                c,
+                Some(&netns),
+                json!({ "org.sbx-oci.network.allow": format!("{v4}:{ALLOWED}"),
+                        "org.sbx-oci.network.dns": "" }),
+            );
+            c["process"]["env"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!(format!("V4={v4}")));
+        },
+    );
+    env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let network = loop {
+        let event: Value = serde_json::from_str(&env.ok(&["events", "--stats", &id])).unwrap();
+        let network = event["data"]["network"].clone();
+        let allowed = network["counters"]["out_allowed"]["packets"]
+            .as_u64()
+            .unwrap_or(0);
+        let dropped = network["dropped"].as_array().map(|d| d.len()).unwrap_or(0);
+        if allowed > 0 && dropped > 0 {
+            break network;
+        }
+        assert!(Instant::now() < deadline, "no traffic counted: {network}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let dropped = network["dropped"].as_array().unwrap();
+    assert!(
+        dropped.iter().any(|d| d["address"] == v4.to_string()
+            && d["port"] == OTHER
+            && d["protocol"] == "tcp"
+            && d["packets"].as_u64().unwrap() >= 1),
+        "{network}"
+    );
+    assert!(
+        network["counters"]["out_dropped"]["packets"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert!(!dropped.iter().any(|d| d["port"] == ALLOWED), "{network}");
+    env.ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+}

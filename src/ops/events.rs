@@ -1,7 +1,9 @@
 //! `events`: container statistics as runc's JSON events
 //! (`{"type":"stats","id":...,"data":{cpu,memory,pids,blkio}}`), the shape
 //! containerd's shim decodes. `--stats` prints one; otherwise one every
-//! `--interval` until the container stops.
+//! `--interval` until the container stops. A container with an egress
+//! policy also gets `data.network`: the policy's counters and the
+//! destinations of dropped attempts.
 
 use std::io::Write;
 
@@ -23,7 +25,15 @@ pub fn events(ctx: &Context, args: &cli::Events, out: &mut dyn Write) -> Result<
     }
     let cgroup = Cgroup::of(&container)?;
     loop {
-        let event = json!({ "type": "stats", "id": id, "data": runc_stats(&cgroup.stats()?) });
+        let mut data = runc_stats(&cgroup.stats()?);
+        // The egress policy's counters and blocked destinations, when the
+        // container has one (see network_hook).
+        if let Some(pid) = container.pid()
+            && let Some(net) = super::network_hook::stats(&ctx.store.dir(id), pid)?
+        {
+            data["network"] = net;
+        }
+        let event = json!({ "type": "stats", "id": id, "data": data });
         writeln!(out, "{event}")
             .and_then(|_| out.flush())
             .map_err(|e| Error::io("cannot write output", e))?;

@@ -199,3 +199,50 @@ fn apply_in(ns: File, rules: &Ruleset, what: &str) -> Result<(std::time::Duratio
         .unwrap_or_else(|_| Err(Error::NetworkPolicy("the thread panicked".into())))
     })
 }
+
+/// What the egress policy of a running container allowed and dropped, read
+/// from its own table: every named counter, and the destinations of dropped
+/// attempts (address, protocol, port, packets, bytes). `None` when the
+/// container has no policy of ours (no policy file in its state directory).
+pub fn stats(state_dir: &Path, pid: nix::unistd::Pid) -> Result<Option<Value>> {
+    if !state_dir.join(POLICY_FILE).is_file() {
+        return Ok(None);
+    }
+    let what = format!("the network namespace of process {pid}");
+    let ns = File::open(format!("/proc/{pid}/ns/net"))
+        .map_err(|e| Error::io(format!("cannot open {what}"), e))?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::io(format!("cannot enter {what}"), e.into()))?;
+            let nl = nft::Netlink::open()?;
+            let counters: serde_json::Map<String, Value> = nl
+                .counters(crate::netpolicy::compile::TABLE)?
+                .into_iter()
+                .map(|(name, c)| {
+                    let v = serde_json::json!({ "packets": c.packets, "bytes": c.bytes });
+                    (name, v)
+                })
+                .collect();
+            let mut dropped = Vec::new();
+            for set in ["dropped4", "dropped6"] {
+                for d in nl.dropped(crate::netpolicy::compile::TABLE, set)? {
+                    let protocol = match d.proto {
+                        6 => "tcp".to_owned(),
+                        17 => "udp".to_owned(),
+                        n => n.to_string(),
+                    };
+                    dropped.push(serde_json::json!({
+                        "address": d.addr.to_string(), "protocol": protocol, "port": d.port,
+                        "packets": d.packets, "bytes": d.bytes,
+                    }));
+                }
+            }
+            Ok(Some(
+                serde_json::json!({ "counters": counters, "dropped": dropped }),
+            ))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::NetworkPolicy("the thread panicked".into())))
+    })
+}
