@@ -42,5 +42,10 @@ pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
     if let Some(taken) = poststop {
         taken.run(container);
     }
+    // A policy installed in a namespace the client made outlives the
+    // container with that namespace (a pod's): take it out again.
+    if let Some(ours) = container.root.parent() {
+        super::network_hook::remove_policy(ours, container.bundle());
+    }
     Ok(())
 }

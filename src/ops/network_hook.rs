@@ -246,3 +246,42 @@ pub fn stats(state_dir: &Path, pid: nix::unistd::Pid) -> Result<Option<Value>> {
         .unwrap_or_else(|_| Err(Error::NetworkPolicy("the thread panicked".into())))
     })
 }
+
+/// Removes the policy's table from the client-made network namespace the
+/// container's config names (`linux.namespaces` network `path`), when
+/// `create` installed one (a policy file in `state_dir`). Best effort, on
+/// `delete`: a namespace already gone (podman removes its own) has nothing
+/// left to clean; a failure is a warning.
+pub fn remove_policy(state_dir: &Path, bundle: &Path) {
+    if !state_dir.join(POLICY_FILE).is_file() {
+        return;
+    }
+    let netns = std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|c| {
+            c["linux"]["namespaces"].as_array()?.iter().find_map(|ns| {
+                (ns["type"] == "network").then(|| ns["path"].as_str().map(str::to_owned))?
+            })
+        });
+    let Some(path) = netns else {
+        return; // the runtime's own namespace went with the container
+    };
+    let Ok(ns) = File::open(&path) else {
+        return;
+    };
+    let removed = std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::io(format!("cannot enter {path}"), e.into()))?;
+            nft::delete(crate::netpolicy::compile::TABLE)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::NetworkPolicy("the thread panicked".into())))
+    });
+    if let Err(e) = removed {
+        let msg = format!("warning: cannot remove the network policy from {path}: {e}");
+        tracing::warn!("{msg}");
+        eprintln!("sbx-oci: {msg}");
+    }
+}
