@@ -1,4 +1,4 @@
-//! Units on the command line: byte sizes and durations.
+//! Values on the command line: byte sizes, durations, users.
 
 use std::time::Duration;
 
@@ -55,6 +55,23 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// `UID` or `UID:GID` (numbers; the gid defaults to the uid), as `--user`.
+pub fn parse_user(text: &str) -> Result<(u32, u32)> {
+    let bad = || {
+        Error::InvalidArgument(format!(
+            "--user {text:?}: expected UID or UID:GID (numbers)"
+        ))
+    };
+    let (uid, gid) = match text.split_once(':') {
+        Some((u, g)) => (u.parse().map_err(|_| bad())?, g.parse().map_err(|_| bad())?),
+        None => {
+            let uid = text.parse().map_err(|_| bad())?;
+            (uid, uid)
+        }
+    };
+    Ok((uid, gid))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +85,18 @@ mod tests {
         assert_eq!(parse_bytes("--memory", "-1").unwrap(), -1);
         assert!(parse_bytes("--memory", "lots").is_err());
         assert!(parse_bytes("--memory", "-5").is_err());
+    }
+
+    #[test]
+    fn users() {
+        assert_eq!(parse_user("1000").unwrap(), (1000, 1000));
+        assert_eq!(parse_user("1000:100").unwrap(), (1000, 100));
+        for bad in ["bob", "1:x", ":1", ""] {
+            assert!(
+                parse_user(bad).unwrap_err().to_string().contains("--user"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

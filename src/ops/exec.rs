@@ -132,10 +132,10 @@ fn process_from_args(config: &std::path::Path, args: &cli::Exec) -> Result<Proce
         process.set_env(Some(env));
     }
     if let Some(user) = &args.user {
-        let (uid, gid) = parse_user(user)?;
+        let (uid, gid) = crate::units::parse_user(user)?;
         let u = process.user_mut();
         u.set_uid(uid);
-        u.set_gid(gid.unwrap_or(uid));
+        u.set_gid(gid);
     }
     if !args.additional_gids.is_empty() {
         process
@@ -171,21 +171,6 @@ fn process_from_args(config: &std::path::Path, args: &cli::Exec) -> Result<Proce
     Ok(process)
 }
 
-fn parse_user(user: &str) -> Result<(u32, Option<u32>)> {
-    let bad = || {
-        Error::InvalidArgument(format!(
-            "--user {user:?}: expected UID or UID:GID (numbers)"
-        ))
-    };
-    let mut parts = user.splitn(2, ':');
-    let uid = parts.next().unwrap_or("").parse().map_err(|_| bad())?;
-    let gid = parts
-        .next()
-        .map(|g| g.parse().map_err(|_| bad()))
-        .transpose()?;
-    Ok((uid, gid))
-}
-
 fn parse_capability(name: &str) -> Result<Capability> {
     let upper = name.to_ascii_uppercase();
     let full = if upper.starts_with("CAP_") {
@@ -200,13 +185,6 @@ fn parse_capability(name: &str) -> Result<Capability> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn users() {
-        assert_eq!(parse_user("1000").unwrap(), (1000, None));
-        assert_eq!(parse_user("1000:100").unwrap(), (1000, Some(100)));
-        assert!(parse_user("bob").is_err());
-    }
 
     #[test]
     fn capabilities() {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::model::{BindMount, SandboxSpec, User};
 use crate::cli::SpecFlags;
-use crate::units::{parse_bytes, parse_duration};
+use crate::units::{parse_bytes, parse_duration, parse_user};
 use crate::{Error, Result};
 
 pub fn apply(mut spec: SandboxSpec, f: &SpecFlags) -> Result<SandboxSpec> {
@@ -27,7 +27,8 @@ pub fn apply(mut spec: SandboxSpec, f: &SpecFlags) -> Result<SandboxSpec> {
         spec.env.insert(k.to_owned(), v.to_owned());
     }
     if let Some(u) = &f.user {
-        spec.user = Some(parse_user(u)?);
+        let (uid, gid) = parse_user(u)?;
+        spec.user = Some(User { uid, gid });
     }
     if let Some(m) = &f.memory {
         let bytes = parse_bytes("--memory", m)?;
@@ -76,22 +77,6 @@ fn parse_bind(text: &str) -> Result<BindMount> {
         target: PathBuf::from(target),
         readonly,
     })
-}
-
-fn parse_user(text: &str) -> Result<User> {
-    let bad = || {
-        Error::InvalidArgument(format!(
-            "--user {text:?}: expected UID or UID:GID (numbers)"
-        ))
-    };
-    let (uid, gid) = match text.split_once(':') {
-        Some((u, g)) => (u.parse().map_err(|_| bad())?, g.parse().map_err(|_| bad())?),
-        None => {
-            let uid = text.parse().map_err(|_| bad())?;
-            (uid, uid)
-        }
-    };
-    Ok(User { uid, gid })
 }
 
 #[cfg(test)]
