@@ -165,3 +165,57 @@ fn failing_create_runtime_hook_fails_create() {
     );
     env.assert_gone(&id);
 }
+
+/// A hook appending `stage` and its state's status to `out`.
+fn stage(out: &Path, stage: &str) -> Value {
+    json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!(
+            "printf '%s ' {stage} >> {0}; grep -o '\"status\":\"[a-z]*\"' >> {0}",
+            out.display()
+        )],
+    })
+}
+
+/// runtime.md, Lifecycle: prestart and createRuntime hooks run during
+/// `create` (steps 3–4), before the user's process; poststart after it has
+/// started (step 9, on `start`); poststop after the container is deleted
+/// (step 12). Each stage sees the state the lifecycle has reached, and the
+/// hooks of one stage run in the order they are listed (config.md: "Hooks
+/// MUST be called in the listed order").
+#[test]
+fn hooks_run_in_lifecycle_order_with_each_stage_state() {
+    let mut env = Env::new("hookorder");
+    let id = env.id("c");
+    let log = env.dir.join("order");
+    let hooks = json!({
+        "prestart": [stage(&log, "prestart-1"), stage(&log, "prestart-2")],
+        "createRuntime": [stage(&log, "createRuntime")],
+        "poststart": [stage(&log, "poststart")],
+        "poststop": [stage(&log, "poststop")],
+    });
+    let bundle = env.bundle_with(&id, &["sleep", "30"], |c| c["hooks"] = hooks);
+    let read = || fs::read_to_string(&log).unwrap_or_default();
+    env.ok(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
+    assert_eq!(
+        read(),
+        "prestart-1 \"status\":\"created\"\nprestart-2 \"status\":\"created\"\n\
+         createRuntime \"status\":\"created\"\n"
+    );
+    env.ok(&["start", &id]);
+    assert!(
+        read().ends_with("poststart \"status\":\"running\"\n"),
+        "{}",
+        read()
+    );
+    env.ok(&["kill", &id, "KILL"]);
+    env.wait_status(&id, "stopped");
+    env.ok(&["delete", &id]);
+    assert!(
+        read().ends_with("poststop \"status\":\"stopped\"\n"),
+        "{}",
+        read()
+    );
+    assert_eq!(read().lines().count(), 5);
+    env.assert_gone(&id);
+}
