@@ -415,3 +415,29 @@ fn events_report_allowed_and_dropped_traffic() {
     env.ok(&["delete", "--force", &id]);
     env.assert_gone(&id);
 }
+
+/// Our hook installs the policy, then a later hook of the config fails:
+/// create fails as a whole, and the table it had installed in the client's
+/// namespace is taken out again (runtime.md, Lifecycle step 4: a failing
+/// createRuntime hook stops the container).
+#[test]
+fn a_create_failing_after_the_policy_is_installed_removes_it() {
+    let net = Net::new();
+    let mut env = Env::new("nethook-late");
+    let id = env.id("c");
+    let netns = format!("/run/netns/{}", net.sbx);
+    let v4 = net.v4();
+    let bundle = env.bundle_with(&id, &["true"], |c| {
+        annotate(
+            c,
+            Some(&netns),
+            json!({ "org.sbx-oci.network.allow": format!("{v4}:{ALLOWED}"),
+                    "org.sbx-oci.network.dns": "" }),
+        );
+        c["hooks"] = json!({ "createRuntime": [{ "path": "/bin/false", "args": ["false"] }] });
+    });
+    let out = env.sbx(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
+    assert!(!out.status.success(), "create succeeded");
+    env.assert_gone(&id);
+    assert_eq!(net.table(), "", "the installed policy was removed");
+}

@@ -75,6 +75,7 @@ pub fn create_claimed(
             {
                 let _ = container.delete(true);
                 reap_children();
+                super::network_hook::remove_policy(&ctx.store.dir(id), &bundle);
                 return Err(err);
             }
             claim.keep();
@@ -84,6 +85,9 @@ pub fn create_claimed(
             // libcontainer removed its state and cgroup; its child processes
             // may still be ours to kill and reap.
             reap_children();
+            // Our network hook may have installed its table in a namespace
+            // the client made before a later step failed: take it out.
+            super::network_hook::remove_policy(&ctx.store.dir(id), &bundle);
             drop(claim);
             Err(diagnose(&bundle, id, err))
         }

@@ -15,7 +15,8 @@ pub fn run(ctx: &Context, args: &cli::Run) -> Result<i32> {
         forward::to(pid);
     }
     if let Err(err) = start_loaded(&mut container) {
-        let _ = container.delete(true);
+        // The same removal as `delete --force` (cgroup, hooks, policy).
+        let _ = delete_loaded(&mut container, true);
         let _ = ctx.store.remove(id);
         return Err(err);
     }
