@@ -1,18 +1,17 @@
 //! The egress policy for real (root): each test makes two network
 //! namespaces joined by a veth pair — "sbx", where the policy is applied,
-//! and "host", a test host with small TCP/UDP servers on two addresses per
+//! and "peer", a test host with small TCP/UDP servers on two addresses per
 //! family — and proves with real connections what gets through. Only these
 //! private addresses are ever contacted; the namespaces (and with them the
 //! veth pair and the table) are removed on drop, also when a test fails.
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+mod common;
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use common::netns::{Pair as Net, in_netns};
 
 use sbx_oci::netpolicy::compile::{Rule, Statement};
 use sbx_oci::netpolicy::{Entry, Policy, Ports, Proto, Ruleset, compile, resolve};
@@ -21,157 +20,19 @@ use sbx_oci::nft;
 /// How long a dropped connection attempt is given before it counts as
 /// blocked; an allowed one on a veth answers in well under a millisecond.
 const TIMEOUT: Duration = Duration::from_millis(300);
-/// No server outlives its test by more than this.
-const SERVER_LIFETIME: Duration = Duration::from_secs(60);
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip(8)");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs `f` on a new thread inside the named namespace (setns changes only
-/// the calling thread's network namespace).
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let fd = File::open(&path).unwrap();
-        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
-/// Two namespaces: `sbx` (.1, ::1) and `host` (.2 and .3, ::2 and ::3) on
-/// 10.200.N.0/29 and fd00:200:N::/64.
-struct Net {
-    sbx: String,
-    host: String,
-    n: usize,
-    stop: Arc<AtomicBool>,
-    servers: Vec<JoinHandle<()>>,
+/// `sbx` (.1, ::1), where the policy is applied, and the test host `peer`
+/// (.2 and .3, ::2 and ::3), on 10.200.N.0/29 and fd00:200:N::/64.
+fn pair() -> Net {
+    Net::new("np", 200, &[1], &[2, 3])
 }
 
 impl Net {
-    fn new() -> Net {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "these tests create network namespaces: run them as root"
-        );
-        let n = (std::process::id() as usize * 7 + SEQ.fetch_add(1, Ordering::SeqCst)) % 250 + 1;
-        let tag = format!("sbxnp{}-{n}", std::process::id());
-        let net = Net {
-            sbx: format!("{tag}-s"),
-            host: format!("{tag}-h"),
-            n,
-            stop: Arc::new(AtomicBool::new(false)),
-            servers: Vec::new(),
-        };
-        // From here on, drop removes whatever was made.
-        ip(&["netns", "add", &net.sbx]);
-        ip(&["netns", "add", &net.host]);
-        let (va, vb) = (
-            format!("np{n}a{}", std::process::id() % 10000),
-            format!("np{n}b{}", std::process::id() % 10000),
-        );
-        ip(&[
-            "link", "add", &va, "netns", &net.sbx, "type", "veth", "peer", "name", &vb, "netns",
-            &net.host,
-        ]);
-        for (ns, dev, hosts) in [(&net.sbx, &va, &[1][..]), (&net.host, &vb, &[2, 3][..])] {
-            let x = |args: &[&str]| {
-                let mut all = vec!["-n", ns.as_str()];
-                all.extend_from_slice(args);
-                ip(&all);
-            };
-            for h in hosts {
-                x(&["addr", "add", &format!("10.200.{n}.{h}/29"), "dev", dev]);
-                x(&[
-                    "addr",
-                    "add",
-                    &format!("fd00:200:{n:x}::{h}/64"),
-                    "dev",
-                    dev,
-                    "nodad",
-                ]);
-            }
-            x(&["link", "set", dev, "up"]);
-            x(&["link", "set", "lo", "up"]);
-        }
-        net
-    }
-
-    fn v4(&self, h: u8) -> IpAddr {
-        format!("10.200.{}.{h}", self.n).parse().unwrap()
-    }
-
-    fn v6(&self, h: u8) -> IpAddr {
-        format!("fd00:200:{:x}::{h}", self.n).parse().unwrap()
-    }
-
-    /// A TCP server answering "ok" to each connection, in namespace `ns`.
-    fn tcp_server(&mut self, ns: &str, addr: SocketAddr) {
-        let stop = self.stop.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let path = format!("/run/netns/{ns}");
-        self.servers.push(std::thread::spawn(move || {
-            nix::sched::setns(
-                File::open(path).unwrap(),
-                nix::sched::CloneFlags::CLONE_NEWNET,
-            )
-            .unwrap();
-            let l = TcpListener::bind(addr).unwrap();
-            l.set_nonblocking(true).unwrap();
-            tx.send(()).unwrap();
-            let end = Instant::now() + SERVER_LIFETIME;
-            while !stop.load(Ordering::SeqCst) && Instant::now() < end {
-                match l.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.write_all(b"ok");
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
-        }));
-        rx.recv().unwrap();
-    }
-
-    /// A UDP server echoing "ok" to each datagram, in namespace `ns`.
-    fn udp_server(&mut self, ns: &str, addr: SocketAddr) {
-        let stop = self.stop.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let path = format!("/run/netns/{ns}");
-        self.servers.push(std::thread::spawn(move || {
-            nix::sched::setns(
-                File::open(path).unwrap(),
-                nix::sched::CloneFlags::CLONE_NEWNET,
-            )
-            .unwrap();
-            let s = UdpSocket::bind(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-            tx.send(()).unwrap();
-            let end = Instant::now() + SERVER_LIFETIME;
-            let mut buf = [0u8; 64];
-            while !stop.load(Ordering::SeqCst) && Instant::now() < end {
-                if let Ok((_, from)) = s.recv_from(&mut buf) {
-                    let _ = s.send_to(b"ok", from);
-                }
-            }
-        }));
-        rx.recv().unwrap();
-    }
-
     /// Servers on the host for every (address, port), TCP and UDP.
     fn serve(&mut self, addrs: &[IpAddr], ports: &[u16]) {
         for a in addrs {
             for p in ports {
-                let host = self.host.clone();
+                let host = self.peer.clone();
                 self.tcp_server(&host, SocketAddr::new(*a, *p));
                 self.udp_server(&host, SocketAddr::new(*a, *p));
             }
@@ -181,18 +42,6 @@ impl Net {
             .map(|a| SocketAddr::new(*a, ports[0]))
             .collect();
         self.warm_up(&self.sbx, &first);
-    }
-
-    /// Connects once with a long timeout: on a new veth the first IPv6 SYN
-    /// is answered only after a retransmission (1 s), with or without a
-    /// policy; after this, neighbours are known.
-    fn warm_up(&self, from: &str, to: &[SocketAddr]) {
-        for a in to {
-            let a = *a;
-            in_netns(from, move || {
-                TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok()
-            });
-        }
     }
 
     /// Whether a TCP connection from `from` to `to` gets the server's "ok".
@@ -235,33 +84,6 @@ impl Net {
             all.iter().find(|(n, _)| n == name).unwrap().1.packets
         })
     }
-
-    /// `nft list table` in the sandbox namespace, or None without a table.
-    fn listed(&self) -> Option<String> {
-        let out = Command::new("ip")
-            .args([
-                "netns", "exec", &self.sbx, "nft", "list", "table", "inet", "sbx_oci",
-            ])
-            .output()
-            .unwrap();
-        out.status
-            .success()
-            .then(|| String::from_utf8(out.stdout).unwrap())
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for s in self.servers.drain(..) {
-            let _ = s.join();
-        }
-        // Deleting a namespace deletes its end of the veth pair, which
-        // deletes the pair, and its nftables table.
-        for ns in [&self.sbx, &self.host] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
 }
 
 fn policy(allow: &[&str], dns: &[IpAddr], expose: &[(Proto, Ports)]) -> Ruleset {
@@ -281,7 +103,7 @@ fn sa(a: IpAddr, p: u16) -> SocketAddr {
 
 #[test]
 fn listed_destinations_connect_and_all_else_is_dropped_ipv4_and_ipv6() {
-    let mut net = Net::new();
+    let mut net = pair();
     let (h2, h3, g2, g3) = (net.v4(2), net.v4(3), net.v6(2), net.v6(3));
     net.serve(&[h2, h3, g2, g3], &[8080, 8081]);
     let sbx = net.sbx.clone();
@@ -377,7 +199,7 @@ fn listed_destinations_connect_and_all_else_is_dropped_ipv4_and_ipv6() {
 
 #[test]
 fn port_ranges_networks_and_dns() {
-    let mut net = Net::new();
+    let mut net = pair();
     let (h2, h3, g2, g3) = (net.v4(2), net.v4(3), net.v6(2), net.v6(3));
     net.serve(&[h2, h3, g2, g3], &[53, 9000, 9002, 9003]);
     let sbx = net.sbx.clone();
@@ -418,9 +240,9 @@ fn port_ranges_networks_and_dns() {
 
 #[test]
 fn nothing_new_comes_in_unless_exposed() {
-    let mut net = Net::new();
+    let mut net = pair();
     let sbx = net.sbx.clone();
-    let host = net.host.clone();
+    let host = net.peer.clone();
     let (s1, s6) = (net.v4(1), net.v6(1));
     for a in [s1, s6] {
         net.tcp_server(&sbx, sa(a, 7000));
@@ -439,7 +261,7 @@ fn nothing_new_comes_in_unless_exposed() {
 
 #[test]
 fn a_ruleset_the_kernel_rejects_installs_nothing() {
-    let net = Net::new();
+    let net = pair();
     let good = policy(&["10.0.0.1:443"], &[], &[]);
     // The last rule of the last chain refers to a counter that does not
     // exist: the kernel refuses it after accepting everything before it.
@@ -477,8 +299,8 @@ fn a_ruleset_the_kernel_rejects_installs_nothing() {
 /// kernel gets.
 #[test]
 fn netlink_installs_what_nft_f_installs() {
-    let net = Net::new();
-    let other = Net::new();
+    let net = pair();
+    let other = pair();
     let r = policy(
         &[
             "10.0.0.1:443",

@@ -8,154 +8,41 @@
 
 mod common;
 
-use std::fs::File;
-use std::io::Write;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::Env;
+use common::netns::Pair as Net;
 use serde_json::{Value, json};
 
-/// No server outlives its test by more than this.
-const SERVER_LIFETIME: Duration = Duration::from_secs(60);
 const ALLOWED: u16 = 8001;
 const OTHER: u16 = 8002;
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip(8)");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn enter(ns: &str) {
-    let fd = File::open(format!("/run/netns/{ns}")).unwrap();
-    nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-}
-
 /// `sbx` (.1, ::1), where the container runs, and `peer` (.2, ::2), with
 /// TCP servers answering "ok" on ports ALLOWED and OTHER.
-struct Net {
-    sbx: String,
-    peer: String,
-    n: usize,
-    stop: Arc<AtomicBool>,
-    servers: Vec<JoinHandle<()>>,
+fn pair() -> Net {
+    let mut net = Net::new("nh", 201, &[1], &[2]);
+    let peer = net.peer.clone();
+    for a in [net.v4(2), net.v6(2)] {
+        for p in [ALLOWED, OTHER] {
+            net.tcp_server(&peer, SocketAddr::new(a, p));
+        }
+    }
+    let sbx = net.sbx.clone();
+    net.warm_up(
+        &sbx,
+        &[
+            SocketAddr::new(net.v4(2), ALLOWED),
+            SocketAddr::new(net.v6(2), ALLOWED),
+        ],
+    );
+    net
 }
 
-impl Net {
-    fn new() -> Net {
-        let n = (std::process::id() as usize * 7 + SEQ.fetch_add(1, Ordering::SeqCst)) % 250 + 1;
-        let tag = format!("sbxnh{}-{n}", std::process::id());
-        let mut net = Net {
-            sbx: format!("{tag}-s"),
-            peer: format!("{tag}-p"),
-            n,
-            stop: Arc::new(AtomicBool::new(false)),
-            servers: Vec::new(),
-        };
-        // From here on, drop removes whatever was made.
-        ip(&["netns", "add", &net.sbx]);
-        ip(&["netns", "add", &net.peer]);
-        let suffix = std::process::id() % 10000;
-        let (va, vb) = (format!("nh{n}a{suffix}"), format!("nh{n}b{suffix}"));
-        ip(&[
-            "link", "add", &va, "netns", &net.sbx, "type", "veth", "peer", "name", &vb, "netns",
-            &net.peer,
-        ]);
-        for (ns, dev, h) in [(&net.sbx, &va, 1), (&net.peer, &vb, 2)] {
-            let v4 = format!("10.201.{n}.{h}/29");
-            let v6 = format!("fd00:201:{n:x}::{h}/64");
-            ip(&["-n", ns, "addr", "add", &v4, "dev", dev]);
-            ip(&["-n", ns, "addr", "add", &v6, "dev", dev, "nodad"]);
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        for a in [net.v4(), net.v6()] {
-            for p in [ALLOWED, OTHER] {
-                net.tcp_server(SocketAddr::new(a, p));
-            }
-        }
-        // On a new veth the first IPv6 SYN is answered only after a
-        // retransmission: connect once from `sbx`, before any policy.
-        let sbx = net.sbx.clone();
-        let to = [
-            SocketAddr::new(net.v4(), ALLOWED),
-            SocketAddr::new(net.v6(), ALLOWED),
-        ];
-        std::thread::spawn(move || {
-            enter(&sbx);
-            for a in to {
-                let _ = TcpStream::connect_timeout(&a, Duration::from_secs(3));
-            }
-        })
-        .join()
-        .unwrap();
-        net
-    }
-
-    fn v4(&self) -> IpAddr {
-        format!("10.201.{}.2", self.n).parse().unwrap()
-    }
-
-    fn v6(&self) -> IpAddr {
-        format!("fd00:201:{:x}::2", self.n).parse().unwrap()
-    }
-
-    fn tcp_server(&mut self, addr: SocketAddr) {
-        let stop = self.stop.clone();
-        let peer = self.peer.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.servers.push(std::thread::spawn(move || {
-            enter(&peer);
-            let l = TcpListener::bind(addr).unwrap();
-            l.set_nonblocking(true).unwrap();
-            tx.send(()).unwrap();
-            let end = Instant::now() + SERVER_LIFETIME;
-            while !stop.load(Ordering::SeqCst) && Instant::now() < end {
-                match l.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.write_all(b"ok");
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
-        }));
-        rx.recv().unwrap();
-    }
-
-    /// The table in `sbx`, as nft lists it ("" when there is none).
-    fn table(&self) -> String {
-        let out = Command::new("ip")
-            .args([
-                "netns", "exec", &self.sbx, "nft", "list", "table", "inet", "sbx_oci",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for s in self.servers.drain(..) {
-            let _ = s.join();
-        }
-        // Deleting a namespace deletes its end of the veth pair, which
-        // deletes the pair, and its nftables table.
-        for ns in [&self.sbx, &self.peer] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
+/// The table in `sbx`, as nft lists it ("" when there is none).
+fn table_of(net: &Net) -> String {
+    net.listed().unwrap_or_default()
 }
 
 /// Sets the network namespace's path and the annotations.
@@ -188,11 +75,11 @@ if ip link set lo down 2>/dev/null; then echo netadmin yes; else echo netadmin n
 
 #[test]
 fn an_annotated_allowlist_is_enforced_in_the_clients_namespace() {
-    let net = Net::new();
+    let net = pair();
     let mut env = Env::new("nethook-allow");
     let id = env.id("c");
     let netns = format!("/run/netns/{}", net.sbx);
-    let (v4, v6) = (net.v4(), net.v6());
+    let (v4, v6) = (net.v4(2), net.v6(2));
     let bundle = env.bundle_with(&id, &["sh", "-c", PROBE], |c| {
         annotate(
             c,
@@ -210,7 +97,7 @@ fn an_annotated_allowlist_is_enforced_in_the_clients_namespace() {
     let b = bundle.to_str().unwrap();
     // Created, not started: the rules are in before the process runs.
     env.ok(&["create", "--bundle", b, &id]);
-    let table = net.table();
+    let table = table_of(&net);
     assert!(table.contains("table inet sbx_oci"), "no table: {table}");
     assert!(
         env.root.join(&id).join("@network.json").is_file(),
@@ -222,7 +109,7 @@ fn an_annotated_allowlist_is_enforced_in_the_clients_namespace() {
     env.assert_gone(&id);
     // The namespace is the client's and outlives the container; the policy
     // does not.
-    assert_eq!(net.table(), "", "delete removes the policy's table");
+    assert_eq!(table_of(&net), "", "delete removes the policy's table");
     // Now through `run`, reading what the container's process sees.
     let id2 = env.id("r");
     let bundle2 = env.bundle_with(&id2, &["sh", "-c", PROBE], |c| {
@@ -258,7 +145,7 @@ fn an_annotated_allowlist_is_enforced_in_the_clients_namespace() {
         .unwrap();
     assert_eq!(caps & (1 << 12), 0, "CapEff {caps:x}");
     env.assert_gone(&id2);
-    assert_eq!(net.table(), "", "run's delete removes the table too");
+    assert_eq!(table_of(&net), "", "run's delete removes the table too");
     // Without the annotations the same namespace is open.
     let id3 = env.id("open");
     let bundle3 = env.bundle_with(&id3, &["sh", "-c", PROBE], |c| {
@@ -270,7 +157,7 @@ fn an_annotated_allowlist_is_enforced_in_the_clients_namespace() {
     });
     let out = env.ok(&["run", "--bundle", bundle3.to_str().unwrap(), &id3]);
     assert!(out.contains("v4-other open"), "{out}");
-    assert_eq!(net.table(), "");
+    assert_eq!(table_of(&net), "");
 }
 
 #[test]
@@ -314,7 +201,7 @@ fn a_hook_that_cannot_apply_fails_create_and_leaves_nothing() {
     // The hook resolves names in the host's namespace; here, in a private
     // mount namespace whose nsswitch.conf has only "files" and whose hosts
     // file lacks the name, it fails without any DNS traffic.
-    let net = Net::new();
+    let net = pair();
     let mut env = Env::new("nethook-fail");
     let id = env.id("c");
     let netns = format!("/run/netns/{}", net.sbx);
@@ -350,18 +237,18 @@ fn a_hook_that_cannot_apply_fails_create_and_leaves_nothing() {
         "{err}"
     );
     env.assert_gone(&id);
-    assert_eq!(net.table(), "", "nothing installed");
+    assert_eq!(table_of(&net), "", "nothing installed");
 }
 
 /// The issue's "seeing what was blocked": `events --stats` reports the
 /// policy's counters and the destination of every dropped attempt.
 #[test]
 fn events_report_allowed_and_dropped_traffic() {
-    let net = Net::new();
+    let net = pair();
     let mut env = Env::new("nethook-stats");
     let id = env.id("c");
     let netns = format!("/run/netns/{}", net.sbx);
-    let v4 = net.v4();
+    let v4 = net.v4(2);
     let bundle = env.bundle_with(
         &id,
         &[
@@ -422,11 +309,11 @@ fn events_report_allowed_and_dropped_traffic() {
 /// createRuntime hook stops the container).
 #[test]
 fn a_create_failing_after_the_policy_is_installed_removes_it() {
-    let net = Net::new();
+    let net = pair();
     let mut env = Env::new("nethook-late");
     let id = env.id("c");
     let netns = format!("/run/netns/{}", net.sbx);
-    let v4 = net.v4();
+    let v4 = net.v4(2);
     let bundle = env.bundle_with(&id, &["true"], |c| {
         annotate(
             c,
@@ -439,5 +326,5 @@ fn a_create_failing_after_the_policy_is_installed_removes_it() {
     let out = env.sbx(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
     assert!(!out.status.success(), "create succeeded");
     env.assert_gone(&id);
-    assert_eq!(net.table(), "", "the installed policy was removed");
+    assert_eq!(table_of(&net), "", "the installed policy was removed");
 }

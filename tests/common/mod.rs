@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod netns;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_sbx-oci");
 
 /// The busybox rootfs every test bundle shares read-only. Built once under

@@ -1,0 +1,215 @@
+//! Test hosts in network namespaces: two namespaces joined by a veth pair on
+//! private addresses (10.<subnet>.N.0/29, fd00:<subnet>:N::/64) with small
+//! TCP/UDP servers, removed on drop even when a test fails. Only these
+//! addresses are ever contacted, and every server stops by itself.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// No server outlives its test by more than this.
+const SERVER_LIFETIME: Duration = Duration::from_secs(60);
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip(8)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Moves the calling thread into the named namespace (setns of a network
+/// namespace changes only the calling thread).
+pub fn enter(ns: &str) {
+    let fd = File::open(format!("/run/netns/{ns}")).unwrap();
+    nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+}
+
+/// Runs `f` on a new thread inside the named namespace.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = ns.to_owned();
+    std::thread::spawn(move || {
+        enter(&ns);
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// `sbx` (where a policy goes) and `peer` (the test host).
+pub struct Pair {
+    pub sbx: String,
+    pub peer: String,
+    pub n: usize,
+    subnet: u8,
+    stop: Arc<AtomicBool>,
+    servers: Vec<JoinHandle<()>>,
+}
+
+impl Pair {
+    /// Hosts `sbx_hosts` in `sbx` and `peer_hosts` in `peer`, on subnet
+    /// 10.`subnet`.N.0/29 and fd00:`subnet`:N::/64 (N unique per pair).
+    pub fn new(tag: &str, subnet: u8, sbx_hosts: &[u8], peer_hosts: &[u8]) -> Pair {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "these tests create network namespaces: run them as root"
+        );
+        let pid = std::process::id();
+        let n = (pid as usize * 7 + SEQ.fetch_add(1, Ordering::SeqCst)) % 250 + 1;
+        let name = format!("{tag}{pid}-{n}");
+        let pair = Pair {
+            sbx: format!("{name}-s"),
+            peer: format!("{name}-p"),
+            n,
+            subnet,
+            stop: Arc::new(AtomicBool::new(false)),
+            servers: Vec::new(),
+        };
+        // From here on, drop removes whatever was made.
+        ip(&["netns", "add", &pair.sbx]);
+        ip(&["netns", "add", &pair.peer]);
+        let (va, vb) = (
+            format!("{tag}{n}a{}", pid % 1000),
+            format!("{tag}{n}b{}", pid % 1000),
+        );
+        ip(&[
+            "link", "add", &va, "netns", &pair.sbx, "type", "veth", "peer", "name", &vb, "netns",
+            &pair.peer,
+        ]);
+        for (ns, dev, hosts) in [(&pair.sbx, &va, sbx_hosts), (&pair.peer, &vb, peer_hosts)] {
+            for h in hosts {
+                let (v4, v6) = (pair.v4(*h), pair.v6(*h));
+                ip(&["-n", ns, "addr", "add", &format!("{v4}/29"), "dev", dev]);
+                ip(&[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{v6}/64"),
+                    "dev",
+                    dev,
+                    "nodad",
+                ]);
+            }
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        pair
+    }
+
+    pub fn v4(&self, h: u8) -> IpAddr {
+        format!("10.{}.{}.{h}", self.subnet, self.n)
+            .parse()
+            .unwrap()
+    }
+
+    pub fn v6(&self, h: u8) -> IpAddr {
+        format!("fd00:{}:{:x}::{h}", self.subnet, self.n)
+            .parse()
+            .unwrap()
+    }
+
+    /// A TCP server answering "ok" to each connection, in namespace `ns`.
+    pub fn tcp_server(&mut self, ns: &str, addr: SocketAddr) {
+        self.serve_with(ns, move |stop| {
+            let l = TcpListener::bind(addr).unwrap();
+            l.set_nonblocking(true).unwrap();
+            Box::new(move || {
+                while !stop() {
+                    match l.accept() {
+                        Ok((mut s, _)) => {
+                            let _ = s.write_all(b"ok");
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+            })
+        });
+    }
+
+    /// A UDP server answering "ok" to each datagram, in namespace `ns`.
+    pub fn udp_server(&mut self, ns: &str, addr: SocketAddr) {
+        self.serve_with(ns, move |stop| {
+            let s = UdpSocket::bind(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            Box::new(move || {
+                let mut buf = [0u8; 64];
+                while !stop() {
+                    if let Ok((_, from)) = s.recv_from(&mut buf) {
+                        let _ = s.send_to(b"ok", from);
+                    }
+                }
+            })
+        });
+    }
+
+    /// Runs a server on a thread in `ns`: `bind` sets it up (before this
+    /// returns) and gives the loop, which runs until the pair is dropped or
+    /// SERVER_LIFETIME has passed.
+    fn serve_with(
+        &mut self,
+        ns: &str,
+        bind: impl FnOnce(Box<dyn Fn() -> bool + Send>) -> Box<dyn FnOnce() + Send> + Send + 'static,
+    ) {
+        let stop = self.stop.clone();
+        let end = Instant::now() + SERVER_LIFETIME;
+        let ns = ns.to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.servers.push(std::thread::spawn(move || {
+            enter(&ns);
+            let run = bind(Box::new(move || {
+                stop.load(Ordering::SeqCst) || Instant::now() > end
+            }));
+            tx.send(()).unwrap();
+            run();
+        }));
+        rx.recv().unwrap();
+    }
+
+    /// Connects once with a long timeout: on a new veth the first IPv6 SYN
+    /// is answered only after a retransmission (1 s), with or without a
+    /// policy; after this, neighbours are known.
+    pub fn warm_up(&self, from: &str, to: &[SocketAddr]) {
+        for a in to {
+            let a = *a;
+            in_netns(from, move || {
+                TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok()
+            });
+        }
+    }
+
+    /// `nft list table inet sbx_oci` in `sbx`, or None without a table.
+    pub fn listed(&self) -> Option<String> {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &self.sbx, "nft", "list", "table", "inet", "sbx_oci",
+            ])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap())
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for s in self.servers.drain(..) {
+            let _ = s.join();
+        }
+        // Deleting a namespace deletes its end of the veth pair, which
+        // deletes the pair, and its nftables table.
+        for ns in [&self.sbx, &self.peer] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
