@@ -25,16 +25,17 @@ pub fn snapshot(ctx: &Context, args: &cli::SandboxSnapshot) -> Result<()> {
     }
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
-    let copied = frozen(&container, || {
+    let what = format!("snapshot of sandbox {:?}", args.name);
+    let copied = frozen(&container, &what, || {
         let src = open_in_root(&container_root(&container)?, &workdir)?;
         let dst = open_fd(None, &dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
         let dev = nix::sys::stat::fstat(dst.as_raw_fd())?.st_dev;
         copy_dir(&src, &dst, dev)
     });
-    copied.map_err(|e| {
+    if copied.is_err() {
         let _ = std::fs::remove_dir_all(&dir);
-        Error::io(format!("snapshot of sandbox {:?}", args.name), e.into())
-    })
+    }
+    copied
 }
 
 pub fn restore(ctx: &Context, args: &cli::SandboxSnapshot) -> Result<()> {
@@ -45,14 +46,14 @@ pub fn restore(ctx: &Context, args: &cli::SandboxSnapshot) -> Result<()> {
             args.name, args.snapshot
         )));
     }
-    frozen(&container, || {
+    let what = format!("restore of sandbox {:?}", args.name);
+    frozen(&container, &what, || {
         let dst = open_in_root(&container_root(&container)?, &workdir)?;
         remove_contents(&dst)?;
         let src = open_fd(None, &dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
         let dev = nix::sys::stat::fstat(dst.as_raw_fd())?.st_dev;
         copy_dir(&src, &dst, dev)
     })
-    .map_err(|e| Error::io(format!("restore of sandbox {:?}", args.name), e.into()))
 }
 
 /// The live sandbox, its workdir, and the snapshot's directory.
@@ -89,13 +90,15 @@ fn container_root(c: &Container) -> nix::Result<PathBuf> {
 }
 
 /// Runs `f` with the sandbox frozen (unless it already was), thawing after.
-fn frozen<T>(c: &Container, f: impl FnOnce() -> nix::Result<T>) -> nix::Result<T> {
+/// `what` names the operation in an error.
+fn frozen<T>(c: &Container, what: &str, f: impl FnOnce() -> nix::Result<T>) -> Result<T> {
     let mut c = c.clone();
     let was_running = c.status() == ContainerStatus::Running;
     if was_running {
-        c.pause().map_err(|_| nix::errno::Errno::EBUSY)?;
+        c.pause()
+            .map_err(|e| Error::container("pause (for a snapshot)", c.id(), e))?;
     }
-    let result = f();
+    let result = f().map_err(|e| Error::io(what, e.into()));
     if was_running {
         let _ = c.resume();
     }
