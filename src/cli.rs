@@ -112,9 +112,12 @@ pub enum Hooks {
 
 #[derive(Args, Debug, Clone)]
 pub struct NetworkHook {
-    /// The policy file (JSON: allow, dns, expose)
+    /// The policy file (JSON: mode, allow, dns, expose, uplink)
     #[arg(long)]
     pub policy: PathBuf,
+    /// Take down the container's way out instead (a poststop hook)
+    #[arg(long)]
+    pub down: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -428,9 +431,12 @@ pub struct SpecFlags {
     /// Network mode
     #[arg(long, value_enum)]
     pub network: Option<NetworkMode>,
-    /// Network allowlist entry (repeatable; with --network allowlist)
+    /// Network allowlist entry (repeatable; implies --network allowlist)
     #[arg(long = "allow", value_name = "ENTRY")]
     pub allow: Vec<String>,
+    /// DNS resolver the sandbox may ask (repeatable; default: the host's)
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -74,6 +74,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// A sandbox's way out (veth pair, addresses, routes, NAT) could not be
+    /// set up or taken down; `op` says which step.
+    #[error("sandbox network: {op}: {source}")]
+    Uplink {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {

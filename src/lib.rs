@@ -20,11 +20,13 @@ pub mod logging;
 pub mod netpolicy;
 pub mod nft;
 pub mod ops;
+pub mod rtnl;
 pub mod safecopy;
 pub mod sandbox;
 pub mod selfexe;
 pub mod signal;
 pub mod store;
 pub mod units;
+pub mod uplink;
 
 pub use error::{Error, Result};

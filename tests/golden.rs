@@ -48,14 +48,24 @@ fn host() -> HostLayout {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    HostLayout { kinds, env }
+    HostLayout {
+        kinds,
+        env,
+        exe: PathBuf::from("/usr/local/bin/sbx-oci"),
+        resolvers: vec!["192.0.2.1".parse().unwrap()],
+    }
 }
 
 fn translated(spec: &SandboxSpec) -> Value {
     let resolved = spec.resolve();
     validate(&resolved).unwrap();
-    let (oci, plan) = translate(&resolved, "golden", &host()).unwrap();
-    json!({ "config": oci, "rootfs_plan": plan })
+    let bundle = Path::new("/run/sbx-oci/golden/@sandbox");
+    let t = translate(&resolved, "golden", &host(), bundle).unwrap();
+    let mut out = json!({ "config": t.spec, "rootfs_plan": t.plan });
+    if let Some(net) = t.network {
+        out["network"] = json!(net);
+    }
+    out
 }
 
 #[test]

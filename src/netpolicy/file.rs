@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::compile::{Policy, resolve};
 use super::entry::{Entry, Ports, Proto, ports};
+use crate::uplink::Pools;
 use crate::{Error, Result};
 
 /// Every annotation sbx-oci reads starts with this.
@@ -35,22 +36,37 @@ pub const DNS: &str = "org.sbx-oci.network.dns";
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
+    /// `allowlist` (the default: rules installed) or `full` (none).
+    #[serde(default, skip_serializing_if = "Mode::is_allowlist")]
+    pub mode: Mode,
     #[serde(default)]
     pub allow: Vec<String>,
     #[serde(default)]
     pub dns: Vec<IpAddr>,
     #[serde(default)]
     pub expose: Vec<String>,
+    /// A way out for a namespace the runtime made: a veth pair with
+    /// addresses from these pools, and NAT (see `uplink`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<Pools>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Only loopback.
     None,
     /// Default deny, then the listed destinations.
+    #[default]
     Allowlist,
     /// Nothing filtered.
     Full,
+}
+
+impl Mode {
+    pub fn is_allowlist(&self) -> bool {
+        *self == Mode::Allowlist
+    }
 }
 
 impl PolicyFile {
@@ -200,9 +216,10 @@ pub fn from_annotations(ann: &BTreeMap<String, String>) -> Result<Option<(Mode, 
             .collect::<Result<_>>()?,
     };
     let file = PolicyFile {
+        mode,
         allow: allow.unwrap_or_default(),
         dns,
-        expose: Vec::new(),
+        ..PolicyFile::default()
     };
     file.check().map_err(|e| match e {
         Error::NetworkPolicy(m) if ann.get(DNS).is_none() && m.contains("DNS resolver") => {
@@ -241,7 +258,11 @@ mod tests {
         assert_eq!(file.allow.len(), 3);
         assert_eq!(file.dns, vec!["10.0.0.53".parse::<IpAddr>().unwrap()]);
         let (mode, file) = from_annotations(&ann(&[(MODE, "none")])).unwrap().unwrap();
-        assert_eq!((mode, file), (Mode::None, PolicyFile::default()));
+        let none = PolicyFile {
+            mode: Mode::None,
+            ..PolicyFile::default()
+        };
+        assert_eq!((mode, file), (Mode::None, none));
         let (_, file) = from_annotations(&ann(&[(MODE, "allowlist"), (DNS, "")]))
             .unwrap()
             .unwrap();
@@ -276,8 +297,8 @@ mod tests {
     fn expose_and_file_round_trip() {
         let file = PolicyFile {
             allow: vec!["10.1.2.3:80".into()],
-            dns: vec![],
             expose: vec!["8080".into(), "udp://5000-5010".into()],
+            ..PolicyFile::default()
         };
         assert_eq!(
             file.exposed().unwrap(),

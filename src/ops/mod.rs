@@ -44,6 +44,9 @@ impl Context {
                     .into(),
             ));
         }
+        // Absolute: hooks and bundles name paths under it.
+        let root = std::path::absolute(root)
+            .map_err(|e| Error::io(format!("--root {}", root.display()), e))?;
         Ok(Context {
             store: Store::new(root),
             systemd_cgroup,

@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use crate::netpolicy::file::{self, Mode, PolicyFile};
 use crate::netpolicy::{Ruleset, compile};
-use crate::{Error, Result, cli, nft, selfexe};
+use crate::{Error, Result, cli, nft, selfexe, uplink};
 
 /// The policy file's name in the container's state directory; no container
 /// id can start with '@'.
@@ -61,14 +61,14 @@ pub fn inject(spec: &mut Value, policy: &Path) -> Result<bool> {
     let Some((mode, policy_file)) = file::from_annotations(&annotations)? else {
         return Ok(false);
     };
-    if mode == Mode::Full {
-        return Ok(false);
-    }
     let netns = spec
         .pointer("/linux/namespaces")
         .and_then(Value::as_array)
         .and_then(|l| l.iter().find(|n| n["type"] == "network"));
     let Some(netns) = netns else {
+        if mode == Mode::Full {
+            return Ok(false); // the bundle itself asks for the host's network
+        }
         return Err(Error::NetworkPolicy(format!(
             "{}={} needs a network namespace, but the config shares the host's \
              (linux.namespaces has no \"network\" entry); sbx-oci never filters the host",
@@ -84,8 +84,17 @@ pub fn inject(spec: &mut Value, policy: &Path) -> Result<bool> {
         .get("path")
         .and_then(Value::as_str)
         .is_some_and(|p| !p.is_empty());
-    if mode == Mode::None && !has_path {
-        return Ok(false); // a new namespace has only loopback
+    let mut policy_file = policy_file;
+    match (mode, has_path) {
+        // The client's namespace has the client's way out.
+        (Mode::Full, true) => return Ok(false),
+        // A new namespace has only loopback.
+        (Mode::None, false) => return Ok(false),
+        // A namespace the runtime makes gets a way out.
+        (Mode::Allowlist | Mode::Full, false) => {
+            policy_file.uplink = Some(uplink::Pools::default())
+        }
+        _ => {}
     }
     let json = serde_json::to_vec(&policy_file)
         .map_err(|e| Error::NetworkPolicy(format!("cannot encode the policy: {e}")))?;
@@ -125,26 +134,48 @@ fn run(args: &cli::NetworkHook) -> Result<i32> {
         .map_err(|e| Error::io("cannot read the container state", e))?;
     let state: Value = serde_json::from_slice(&input)
         .map_err(|e| Error::NetworkPolicy(format!("the state on stdin is not JSON: {e}")))?;
+    let id = state["id"]
+        .as_str()
+        .ok_or_else(|| Error::NetworkPolicy("the state has no id".into()))?;
+    let file = PolicyFile::load(&args.policy)?;
+    if args.down {
+        if file.uplink.is_some() {
+            uplink::detach(id)?;
+        }
+        return Ok(0);
+    }
     let pid = state["pid"]
         .as_i64()
         .filter(|p| *p > 0)
         .ok_or_else(|| Error::NetworkPolicy("the state has no pid".into()))?;
-    let policy = PolicyFile::load(&args.policy)?.resolve(file::host_lookup)?;
-    let t_resolved = Instant::now();
-    let rules = compile(&policy)?;
-    let t_compiled = Instant::now();
     let ns_path = format!("/proc/{pid}/ns/net");
     let ns = File::open(&ns_path)
         .map_err(|e| Error::io(format!("cannot open {ns_path} (the container's init)"), e))?;
-    let (apply_time, socket) = apply_in(ns, &rules, &ns_path)?;
-    tracing::debug!(
-        "network hook: resolve {:?}, compile {:?}, apply {:?}, total {:?}",
-        t_resolved - t0,
-        t_compiled - t_resolved,
-        apply_time,
-        t0.elapsed()
-    );
-    close_later(socket);
+    // The rules first, then the way out: the namespace is never connected
+    // without them.
+    if file.mode != Mode::Full {
+        let policy = file.resolve(file::host_lookup)?;
+        let t_resolved = Instant::now();
+        let rules = compile(&policy)?;
+        let t_compiled = Instant::now();
+        let (apply_time, socket) = apply_in(
+            ns.try_clone().map_err(|e| Error::io("dup", e))?,
+            &rules,
+            &ns_path,
+        )?;
+        tracing::debug!(
+            "network hook: resolve {:?}, compile {:?}, apply {:?}",
+            t_resolved - t0,
+            t_compiled - t_resolved,
+            apply_time,
+        );
+        close_later(socket);
+    }
+    if let Some(pools) = &file.uplink {
+        let up = uplink::attach(id, &ns, pools)?;
+        tracing::debug!("network hook: {up:?}");
+    }
+    tracing::debug!("network hook: total {:?}", t0.elapsed());
     Ok(0)
 }
 
@@ -253,7 +284,18 @@ pub fn stats(state_dir: &Path, pid: nix::unistd::Pid) -> Result<Option<Value>> {
 /// `delete`: a namespace already gone (podman removes its own) has nothing
 /// left to clean; a failure is a warning.
 pub fn remove_policy(state_dir: &Path, bundle: &Path) {
-    if !state_dir.join(POLICY_FILE).is_file() {
+    let Ok(file) = PolicyFile::load(&state_dir.join(POLICY_FILE)) else {
+        return;
+    };
+    if file.uplink.is_some() {
+        // The namespace was the runtime's: nothing of ours is left in it,
+        // but the host side of its way out may be.
+        let id = state_dir.file_name().unwrap_or_default().to_string_lossy();
+        if let Err(e) = uplink::detach(&id) {
+            let msg = format!("warning: cannot take down the network of {id:?}: {e}");
+            tracing::warn!("{msg}");
+            eprintln!("sbx-oci: {msg}");
+        }
         return;
     }
     let netns = std::fs::read(bundle.join("config.json"))

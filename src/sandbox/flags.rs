@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::model::{BindMount, SandboxSpec, User};
+use super::model::{BindMount, NetworkMode, SandboxSpec, User};
 use crate::cli::SpecFlags;
 use crate::units::{parse_bytes, parse_duration, parse_user};
 use crate::{Error, Result};
@@ -49,12 +49,22 @@ pub fn apply(mut spec: SandboxSpec, f: &SpecFlags) -> Result<SandboxSpec> {
             parse_duration("--timeout", t)?.as_millis() as u64
         });
     }
-    if f.network.is_some() || !f.allow.is_empty() {
+    if f.network.is_some() || !f.allow.is_empty() || !f.dns.is_empty() {
         let mut net = spec.network.take().unwrap_or_default();
-        if let Some(mode) = f.network {
-            net.mode = mode;
+        match f.network {
+            Some(mode) => net.mode = mode,
+            // Entries ask for an allowlist; they mean nothing without one.
+            None if !f.allow.is_empty() && net.mode == NetworkMode::None => {
+                net.mode = NetworkMode::Allowlist
+            }
+            None => {}
         }
         net.allow.extend(f.allow.iter().cloned());
+        if !f.dns.is_empty() {
+            net.dns
+                .get_or_insert_with(Vec::new)
+                .extend(f.dns.iter().cloned());
+        }
         spec.network = Some(net);
     }
     Ok(spec)

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::model::{Resolved, RootfsSource};
+use super::model::{NetworkMode, Resolved, RootfsSource};
 use super::translate::RootfsPlan;
 use crate::{Error, Result};
 
@@ -49,6 +49,11 @@ pub struct HostLayout {
     pub kinds: BTreeMap<PathBuf, Kind>,
     /// LANG, LC_*, PATH and TERM of the caller.
     pub env: BTreeMap<String, String>,
+    /// This binary, at its host path: a networked sandbox's hooks run it.
+    pub exe: PathBuf,
+    /// The host's resolvers (its /etc/resolv.conf), read only for a
+    /// networked sandbox that names none.
+    pub resolvers: Vec<std::net::IpAddr>,
 }
 
 impl HostLayout {
@@ -117,6 +122,12 @@ pub fn inspect(r: &Resolved) -> Result<HostLayout> {
                     ),
                 ));
             }
+        }
+    }
+    if r.network.mode != NetworkMode::None {
+        layout.exe = crate::selfexe::host_path()?;
+        if r.network.dns.is_none() {
+            layout.resolvers = crate::netpolicy::file::host_resolvers();
         }
     }
     if let RootfsSource::Path(p) = &r.rootfs

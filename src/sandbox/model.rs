@@ -82,10 +82,19 @@ pub enum NetworkMode {
 pub struct Network {
     #[serde(default)]
     pub mode: NetworkMode,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<String>,
-    #[serde(default)]
-    pub dns: Vec<String>,
+    /// Resolvers the sandbox may ask, written to its /etc/resolv.conf.
+    /// Absent: the host's (from its resolv.conf); `[]`: none at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Vec<String>>,
+    /// Where the sandbox's IPv4 address comes from (default 10.199.0.0/16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_pool: Option<String>,
+    /// Where its IPv6 address comes from (default fd5b:c0c1:a7c4::/64);
+    /// `"none"`: no IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_pool: Option<String>,
 }
 
 /// A profile's defaults: the values a spec gets for the fields it omits.

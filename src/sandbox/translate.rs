@@ -10,14 +10,17 @@
 //! copying.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 use serde_json::{Value, json};
 
 use super::host::{ETC_ENTRIES, HostLayout, Kind, SYSTEM_DIRS};
-use super::model::{Resolved, RootfsSource};
+use super::model::{NetworkMode, Resolved, RootfsSource};
 use super::seccomp;
+use super::validate::pools;
+use crate::netpolicy::file::{Mode, PolicyFile};
 use crate::{Error, Result};
 
 /// What to create inside an empty rootfs directory before the container
@@ -40,10 +43,34 @@ pub fn cgroups_path(id: &str) -> String {
     format!("/sbx-oci-{id}")
 }
 
-pub fn translate(r: &Resolved, id: &str, host: &HostLayout) -> Result<(Spec, RootfsPlan)> {
+/// A networked sandbox's files, written into its bundle beside config.json
+/// and named there by absolute path (hooks and mounts need one).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NetworkFiles {
+    /// For `hook network --policy` ([`POLICY_FILE`]).
+    pub policy: PolicyFile,
+    /// The sandbox's /etc/resolv.conf ([`RESOLV_FILE`]) when the spec names
+    /// resolvers; otherwise the host's is bound.
+    pub resolv_conf: Option<String>,
+}
+
+pub const POLICY_FILE: &str = "network.json";
+pub const RESOLV_FILE: &str = "resolv.conf";
+
+/// The translation of a spec into the bundle at `bundle` (an absolute path:
+/// a networked sandbox's hooks and resolv.conf are named by it).
+pub struct Translated {
+    pub spec: Spec,
+    pub plan: RootfsPlan,
+    pub network: Option<NetworkFiles>,
+}
+
+pub fn translate(r: &Resolved, id: &str, host: &HostLayout, bundle: &Path) -> Result<Translated> {
     let mut plan = RootfsPlan::default();
     let host_root = r.rootfs == RootfsSource::Host;
     let mut mounts = base_mounts(r);
+    let network = network(r, host)?;
+    let own_resolv = network.as_ref().is_some_and(|n| n.resolv_conf.is_some());
 
     if host_root {
         for dir in SYSTEM_DIRS {
@@ -58,6 +85,11 @@ pub fn translate(r: &Resolved, id: &str, host: &HostLayout) -> Result<(Spec, Roo
             }
         }
         for entry in ETC_ENTRIES {
+            if own_resolv && *entry == RESOLV_CONF {
+                plan.files.push(relative(Path::new(entry)));
+                mounts.push(bind(bundle.join(RESOLV_FILE), entry, true));
+                continue;
+            }
             match host.kind(Path::new(entry)) {
                 Some(Kind::Dir) => plan.dirs.push(relative(Path::new(entry))),
                 Some(Kind::File) => plan.files.push(relative(Path::new(entry))),
@@ -144,10 +176,95 @@ pub fn translate(r: &Resolved, id: &str, host: &HostLayout) -> Result<(Spec, Roo
         },
         "annotations": { "org.sbx-oci.sandbox.profile": format!("{:?}", r.profile).to_lowercase() },
     });
+    let mut config = config;
+    if network.is_some() {
+        // Rules and a way out before the command runs; the way out taken
+        // down after, also when another runtime (runc) runs the bundle.
+        let hook = |extra: &[&str]| {
+            let mut args = vec!["sbx-oci".to_owned(), "hook".into(), "network".into()];
+            args.push("--policy".into());
+            args.push(bundle.join(POLICY_FILE).display().to_string());
+            args.extend(extra.iter().map(|s| s.to_string()));
+            json!([{ "path": host.exe, "args": args, "timeout": 30 }])
+        };
+        config["hooks"] = json!({ "prestart": hook(&[]), "poststop": hook(&["--down"]) });
+        if !host_root && own_resolv {
+            config["mounts"].as_array_mut().expect("mounts").push(bind(
+                bundle.join(RESOLV_FILE),
+                RESOLV_CONF,
+                true,
+            ));
+        }
+    }
     let spec: Spec = serde_json::from_value(config).map_err(|e| {
         Error::InvalidArgument(format!("internal: sandbox config does not parse: {e}"))
     })?;
-    Ok((spec, plan))
+    Ok(Translated {
+        spec,
+        plan,
+        network,
+    })
+}
+
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The policy file and resolv.conf of a sandbox whose mode is not `none`.
+/// An allowlist without `dns` may ask the host's resolvers, unless one is
+/// a loopback address, which no sandbox can reach: that is an error, not a
+/// policy silently narrowed.
+fn network(r: &Resolved, host: &HostLayout) -> Result<Option<NetworkFiles>> {
+    let n = &r.network;
+    let mode = match n.mode {
+        NetworkMode::None => return Ok(None),
+        NetworkMode::Allowlist => Mode::Allowlist,
+        NetworkMode::Full => Mode::Full,
+    };
+    let listed: Option<Vec<IpAddr>> = match &n.dns {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .map(|a| {
+                    a.parse().map_err(|_| {
+                        Error::spec("network.dns", format!("{a:?} is not an IP address"))
+                    })
+                })
+                .collect::<Result<_>>()?,
+        ),
+    };
+    let dns = match (&listed, mode) {
+        (_, Mode::Full) => Vec::new(),
+        (Some(l), _) => l.clone(),
+        (None, _) => {
+            if let Some(bad) = host.resolvers.iter().find(|a| a.is_loopback()) {
+                return Err(Error::spec(
+                    "network.dns",
+                    format!(
+                        "the host's resolver {bad} (in its /etc/resolv.conf) is a loopback \
+                         address, which a sandbox cannot reach; list the resolvers the sandbox \
+                         may ask (such as the upstream of the local one), or [] for none"
+                    ),
+                ));
+            }
+            host.resolvers.clone()
+        }
+    };
+    let resolv_conf = listed.map(|l| {
+        let mut text = String::from("# written by sbx-oci from the sandbox spec's network.dns\n");
+        for a in l {
+            text.push_str(&format!("nameserver {a}\n"));
+        }
+        text
+    });
+    Ok(Some(NetworkFiles {
+        policy: PolicyFile {
+            mode,
+            allow: n.allow.clone(),
+            dns,
+            expose: Vec::new(),
+            uplink: Some(pools(n)?),
+        },
+        resolv_conf,
+    }))
 }
 
 fn relative(p: &Path) -> PathBuf {

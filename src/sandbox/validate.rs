@@ -3,7 +3,11 @@
 
 use std::path::{Component, Path};
 
-use super::model::{NetworkMode, Resolved, RootfsSource};
+use std::net::IpAddr;
+
+use super::model::{Network, NetworkMode, Resolved, RootfsSource};
+use crate::netpolicy::Entry;
+use crate::uplink::{Pool, Pools};
 use crate::{Error, Result};
 
 const MIB: u64 = 1 << 20;
@@ -125,29 +129,98 @@ pub fn validate(r: &Resolved) -> Result<()> {
         "bytes (at least 1 MiB)",
     )?;
 
-    match r.network.mode {
+    network(&r.network)
+}
+
+/// The network part: every entry, resolver and pool parses, and each only
+/// where its mode gives it a meaning.
+fn network(n: &Network) -> Result<()> {
+    let has_dns = n.dns.as_ref().is_some_and(|d| !d.is_empty());
+    match n.mode {
         NetworkMode::None => {
-            if !r.network.allow.is_empty() || !r.network.dns.is_empty() {
+            let extra = if !n.allow.is_empty() {
+                Some("network.allow")
+            } else if has_dns {
+                Some("network.dns")
+            } else if n.ipv4_pool.is_some() {
+                Some("network.ipv4_pool")
+            } else if n.ipv6_pool.is_some() {
+                Some("network.ipv6_pool")
+            } else {
+                None
+            };
+            if let Some(field) = extra {
                 return Err(Error::spec(
-                    "network.allow",
-                    "allow and dns entries need \"mode\": \"allowlist\"",
+                    field,
+                    "means nothing with \"mode\": \"none\" (the sandbox has only loopback); \
+                     set \"mode\": \"allowlist\"",
                 ));
             }
+            return Ok(());
         }
-        // Fail closed: a policy this build cannot enforce is refused, never
-        // silently widened or narrowed.
-        mode => {
+        NetworkMode::Full if !n.allow.is_empty() => {
             return Err(Error::spec(
-                "network.mode",
+                "network.allow",
+                "\"mode\": \"full\" lets everything out; entries need \"mode\": \"allowlist\"",
+            ));
+        }
+        _ => {}
+    }
+    for (i, entry) in n.allow.iter().enumerate() {
+        entry.parse::<Entry>().map_err(|e| match e {
+            Error::NetworkEntry { entry, reason } => Error::spec(
+                format!("network.allow[{i}]"),
+                format!("{entry:?}: {reason}"),
+            ),
+            e => e,
+        })?;
+    }
+    for (i, r) in n.dns.iter().flatten().enumerate() {
+        let field = format!("network.dns[{i}]");
+        let ip: IpAddr = r
+            .parse()
+            .map_err(|_| Error::spec(&field, format!("{r:?} is not an IP address")))?;
+        if ip.is_loopback() || ip.is_unspecified() {
+            return Err(Error::spec(
+                &field,
                 format!(
-                    "{:?} is not enforced by this version of sbx-oci yet; use \"none\" \
-                     (the sandbox gets only a loopback interface)",
-                    format!("{mode:?}").to_lowercase()
+                    "{ip} cannot be reached from a sandbox (its loopback is its own); name a \
+                     resolver on the network"
                 ),
             ));
         }
     }
-    Ok(())
+    pools(n).map(|_| ())
+}
+
+/// The address pools a spec names (defaults for those it omits).
+pub fn pools(n: &Network) -> Result<Pools> {
+    let mut pools = Pools::default();
+    if let Some(p) = &n.ipv4_pool {
+        let pool: Pool = p.parse().map_err(|e| Error::spec("network.ipv4_pool", e))?;
+        if !pool.is_ipv4() {
+            return Err(Error::spec(
+                "network.ipv4_pool",
+                format!("{p:?} is not IPv4"),
+            ));
+        }
+        pools.ipv4 = pool;
+    }
+    match n.ipv6_pool.as_deref() {
+        None => {}
+        Some("none") => pools.ipv6 = None,
+        Some(p) => {
+            let pool: Pool = p.parse().map_err(|e| Error::spec("network.ipv6_pool", e))?;
+            if pool.is_ipv4() {
+                return Err(Error::spec(
+                    "network.ipv6_pool",
+                    format!("{p:?} is not IPv6 (or write \"none\")"),
+                ));
+            }
+            pools.ipv6 = Some(pool);
+        }
+    }
+    Ok(pools)
 }
 
 fn absolute(field: &str, p: &Path) -> Result<()> {
@@ -277,11 +350,35 @@ mod tests {
             (r#"{"limits": {"tmp_bytes": 10}}"#, "limits.tmp_bytes"),
             (
                 r#"{"network": {"allow": ["1.2.3.4:443"]}}"#,
-                "need \"mode\": \"allowlist\"",
+                "network.allow: means nothing with \"mode\": \"none\"",
             ),
             (
-                r#"{"network": {"mode": "full"}}"#,
-                "network.mode: \"full\" is not enforced",
+                r#"{"network": {"mode": "full", "allow": ["1.2.3.4:443"]}}"#,
+                "network.allow: \"mode\": \"full\" lets everything out",
+            ),
+            (
+                r#"{"network": {"mode": "allowlist", "allow": ["10.0.0.1:80", "10.0.0.300:80"]}}"#,
+                "network.allow[1]: \"10.0.0.300:80\"",
+            ),
+            (
+                r#"{"network": {"mode": "allowlist", "dns": ["127.0.0.53"]}}"#,
+                "network.dns[0]: 127.0.0.53 cannot be reached",
+            ),
+            (
+                r#"{"network": {"mode": "allowlist", "dns": ["resolver"]}}"#,
+                "network.dns[0]: \"resolver\" is not an IP address",
+            ),
+            (
+                r#"{"network": {"mode": "full", "ipv4_pool": "10.0.0.0/31"}}"#,
+                "network.ipv4_pool: \"10.0.0.0/31\" is too small",
+            ),
+            (
+                r#"{"network": {"mode": "full", "ipv4_pool": "fd00::/64"}}"#,
+                "network.ipv4_pool: \"fd00::/64\" is not IPv4",
+            ),
+            (
+                r#"{"network": {"mode": "full", "ipv6_pool": "10.0.0.0/8"}}"#,
+                "network.ipv6_pool: \"10.0.0.0/8\" is not IPv6",
             ),
             (r#"{"colour": "blue"}"#, "unknown field `colour`"),
             (r#"{"limits": {"memory": 5}}"#, "unknown field `memory`"),

@@ -14,9 +14,9 @@ pub fn create(ctx: &Context, args: &cli::SandboxCreate) -> Result<()> {
     let id = args.name.as_str();
     store::validate_id(id)?;
     let command: Vec<String> = IDLE_ARGS.iter().map(|s| s.to_string()).collect();
-    let prepared = prepare(&args.spec, &command, id)?;
-    let claim = ctx.store.claim(id)?;
     let bundle = bundle_dir(ctx, id);
+    let prepared = prepare(&args.spec, &command, id, &bundle)?;
+    let claim = ctx.store.claim(id)?;
     let rootfs = root_of(ctx, &prepared)?;
     write_config(&bundle, &prepared, &rootfs)?;
     save_resolved(ctx, id, &prepared.resolved)?;

@@ -25,7 +25,8 @@ use super::{Context, wait_status};
 use crate::cgroup::Cgroup;
 use crate::cli::SpecFlags;
 use crate::sandbox::model::RootfsSource;
-use crate::sandbox::{Resolved, RootfsPlan, SandboxSpec, flags, host, translate, validate};
+use crate::sandbox::translate::{self, NetworkFiles};
+use crate::sandbox::{Resolved, RootfsPlan, SandboxSpec, flags, host, validate};
 use crate::{Error, Result};
 
 pub const BUNDLE_DIR: &str = "@sandbox";
@@ -39,11 +40,13 @@ pub struct Prepared {
     pub resolved: Resolved,
     pub spec: Spec,
     pub plan: RootfsPlan,
+    pub network: Option<NetworkFiles>,
 }
 
-/// File + flags + command → a validated, translated sandbox. Every error a
-/// spec can have is raised here, before anything exists.
-pub fn prepare(flags: &SpecFlags, command: &[String], id: &str) -> Result<Prepared> {
+/// File + flags + command → a validated sandbox, translated for the bundle
+/// at `bundle` (absolute). Every error a spec can have is raised here,
+/// before anything exists.
+pub fn prepare(flags: &SpecFlags, command: &[String], id: &str, bundle: &Path) -> Result<Prepared> {
     let file = match &flags.spec {
         Some(path) => load_spec(path)?,
         None => SandboxSpec::default(),
@@ -55,11 +58,12 @@ pub fn prepare(flags: &SpecFlags, command: &[String], id: &str) -> Result<Prepar
     let resolved = spec.resolve();
     validate::validate(&resolved)?;
     let host = host::inspect(&resolved)?;
-    let (spec, plan) = translate(&resolved, id, &host)?;
+    let t = translate::translate(&resolved, id, &host, bundle)?;
     Ok(Prepared {
         resolved,
-        spec,
-        plan,
+        spec: t.spec,
+        plan: t.plan,
+        network: t.network,
     })
 }
 
@@ -99,6 +103,7 @@ pub fn write_bundle(dir: &Path, p: &Prepared) -> Result<()> {
         std::fs::create_dir(&rootfs).map_err(|e| io(&rootfs, e))?;
         host::materialize(&p.plan, &rootfs)?;
     }
+    write_network(dir, p)?;
     let config = dir.join("config.json");
     p.spec.save(&config).map_err(|e| Error::Bundle {
         path: dir.to_owned(),
@@ -106,10 +111,31 @@ pub fn write_bundle(dir: &Path, p: &Prepared) -> Result<()> {
     })
 }
 
+/// The policy file and resolv.conf of a networked sandbox.
+fn write_network(dir: &Path, p: &Prepared) -> Result<()> {
+    let Some(net) = &p.network else {
+        return Ok(());
+    };
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes)
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+    };
+    write(
+        translate::POLICY_FILE,
+        &serde_json::to_vec_pretty(&net.policy).unwrap_or_default(),
+    )?;
+    if let Some(text) = &net.resolv_conf {
+        write(translate::RESOLV_FILE, text.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// Writes only config.json into `dir` (created), its root being `rootfs`.
 pub fn write_config(dir: &Path, p: &Prepared, rootfs: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    write_network(dir, p)?;
     let mut spec = p.spec.clone();
     if let Some(root) = spec.root_mut() {
         root.set_path(rootfs.to_owned());

@@ -35,11 +35,11 @@ pub struct Report {
 pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
     let id = args.name.clone().unwrap_or_else(new_id);
     store::validate_id(&id)?;
-    let prepared = prepare(&args.spec, &args.command, &id)?;
+    let bundle = bundle_dir(ctx, &id);
+    let prepared = prepare(&args.spec, &args.command, &id, &bundle)?;
     require_command(&prepared)?;
 
     let claim = ctx.store.claim(&id)?;
-    let bundle = bundle_dir(ctx, &id);
     let rootfs = root_of(ctx, &prepared)?;
     write_config(&bundle, &prepared, &rootfs)?;
     let create = cli::Create {

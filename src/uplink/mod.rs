@@ -1,0 +1,289 @@
+//! A standalone sandbox's way out of its network namespace: a veth pair,
+//! an address of its own from each pool, routes, and NAT on the host for
+//! those addresses only.
+//!
+//! ```text
+//!  host                                   sandbox netns
+//!  sbx-<id>  169.254.1.1/32, fe80::1  <->  eth0  10.199.x.y/32, fd5b:...:n/128
+//!  route 10.199.x.y/32 dev sbx-<id>        default via 169.254.1.1 / fe80::1
+//!  inet sbx_oci_host: forward, anti-spoof, masquerade (nft::host_*)
+//! ```
+//!
+//! Allocation needs no lease file: the host route to the sandbox's address
+//! is added with NLM_F_EXCL, so the kernel refuses a second sandbox the
+//! same address, and the route disappears with the link. The link goes
+//! with the sandbox's namespace (the kernel deletes a veth pair when either
+//! end's namespace dies), so after a crash the only leftovers are host
+//! table elements, which [`gc`] removes; [`detach`] is what `delete` does.
+
+pub mod plan;
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use plan::{ALIAS_PREFIX, GATEWAY4, GATEWAY6, LINK_PREFIX, PEER};
+pub use plan::{Pool, Pools, link_name};
+
+use crate::rtnl::Rtnl;
+use crate::{Error, Result};
+
+// TEMPORARY until the host table lands (branch hostnft).
+mod nft {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    pub struct HostElement {
+        pub link: String,
+        pub addr: IpAddr,
+        pub owner: String,
+    }
+    pub fn host_attach(
+        _l: &str,
+        _a: Option<Ipv4Addr>,
+        _b: Option<Ipv6Addr>,
+        _o: &str,
+    ) -> crate::Result<()> {
+        Ok(())
+    }
+    pub fn host_detach(_l: &str) -> crate::Result<usize> {
+        Ok(0)
+    }
+    pub fn host_elements() -> crate::Result<Vec<HostElement>> {
+        Ok(vec![])
+    }
+}
+
+/// How many addresses of a pool are tried before it counts as full.
+const TRIES: u64 = 65_536;
+
+/// What [`attach`] gave a sandbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Uplink {
+    pub link: String,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+fn uplink_err(op: impl Into<String>, source: std::io::Error) -> Error {
+    Error::Uplink {
+        op: op.into(),
+        source,
+    }
+}
+
+/// Gives the sandbox `id`, whose network namespace is `netns`, its way
+/// out. On any error, everything made so far is taken down again.
+pub fn attach(id: &str, netns: &File, pools: &Pools) -> Result<Uplink> {
+    let link = link_name(id);
+    enable_forwarding(pools.ipv6.is_some())?;
+    let mut rt = Rtnl::open()?;
+    match rt.add_veth(&link, &format!("{ALIAS_PREFIX}{id}"), PEER, netns.as_fd()) {
+        Err(Error::Uplink { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {
+            return Err(uplink_err(
+                format!(
+                    "the host already has a link {link}: a running sandbox named {id:?} (ids \
+                     must be unique on the host, across --root directories), or another \
+                     program's link of that name"
+                ),
+                source,
+            ));
+        }
+        r => r?,
+    }
+    let made = attach_made(&mut rt, id, &link, netns, pools);
+    if made.is_err() {
+        let _ = rt.delete_link(&link);
+        let _ = nft::host_detach(&link);
+    }
+    made
+}
+
+fn attach_made(rt: &mut Rtnl, id: &str, link: &str, netns: &File, pools: &Pools) -> Result<Uplink> {
+    let index = rt.index(link)?.ok_or_else(|| {
+        uplink_err(
+            format!("find {link} after creating it"),
+            std::io::Error::from_raw_os_error(libc::ENODEV),
+        )
+    })?;
+    rt.up(index, link)?;
+    rt.add_address(index, GATEWAY4.into(), 32, link)?;
+    let ipv4 = match claim(rt, index, link, &pools.ipv4, id)? {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => unreachable!("an IPv4 pool"),
+    };
+    let ipv6 = match &pools.ipv6 {
+        None => None,
+        Some(pool) => {
+            rt.add_address(index, GATEWAY6.into(), 64, link)?;
+            match claim(rt, index, link, pool, id)? {
+                IpAddr::V6(a) => Some(a),
+                IpAddr::V4(_) => unreachable!("an IPv6 pool"),
+            }
+        }
+    };
+    nft::host_attach(link, Some(ipv4), ipv6, id)?;
+    let up = Uplink {
+        link: link.to_owned(),
+        ipv4,
+        ipv6,
+    };
+    inside(netns, &up)?;
+    Ok(up)
+}
+
+/// Takes the first free address of `pool` for link `index`: the first
+/// whose host route can be added exclusively.
+fn claim(rt: &mut Rtnl, index: u32, link: &str, pool: &Pool, id: &str) -> Result<IpAddr> {
+    let bits = if pool.is_ipv4() { 32 } else { 128 };
+    for addr in pool.candidates(id, TRIES) {
+        match rt.add_route(addr, bits, index, None, true, link) {
+            Ok(()) => return Ok(addr),
+            Err(Error::Uplink { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(uplink_err(
+        format!(
+            "no free address in the pool {pool}: every address tried is in use (give the \
+             sandboxes a larger pool)"
+        ),
+        std::io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
+    ))
+}
+
+/// The sandbox's side, from a thread inside its namespace: loopback and
+/// eth0 up, its addresses, and default routes through the host's end.
+fn inside(netns: &File, up: &Uplink) -> Result<()> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| uplink_err("enter the sandbox's network namespace", e.into()))?;
+            let mut rt = Rtnl::open()?;
+            let find = |rt: &mut Rtnl, name: &str| {
+                rt.index(name)?.ok_or_else(|| {
+                    uplink_err(
+                        format!("find {name} in the sandbox"),
+                        std::io::Error::from_raw_os_error(libc::ENODEV),
+                    )
+                })
+            };
+            let lo = find(&mut rt, "lo")?;
+            rt.up(lo, "the sandbox's loopback")?;
+            let eth = find(&mut rt, PEER)?;
+            rt.add_address(eth, up.ipv4.into(), 32, PEER)?;
+            if let Some(v6) = up.ipv6 {
+                rt.add_address(eth, v6.into(), 128, PEER)?;
+            }
+            rt.up(eth, PEER)?;
+            rt.add_route(GATEWAY4.into(), 32, eth, None, false, PEER)?;
+            rt.add_route(
+                Ipv4Addr::UNSPECIFIED.into(),
+                0,
+                eth,
+                Some(GATEWAY4.into()),
+                false,
+                PEER,
+            )?;
+            if up.ipv6.is_some() {
+                rt.add_route(
+                    Ipv6Addr::UNSPECIFIED.into(),
+                    0,
+                    eth,
+                    Some(GATEWAY6.into()),
+                    false,
+                    PEER,
+                )?;
+            }
+            Ok(())
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(uplink_err(
+                "configure the sandbox's side",
+                std::io::Error::other("the thread panicked"),
+            ))
+        })
+    })
+}
+
+/// Takes down what [`attach`] made for sandbox `id`: its link (if its
+/// namespace has not already taken it) and its host table elements.
+/// Idempotent; returns whether anything was there.
+pub fn detach(id: &str) -> Result<bool> {
+    let link = link_name(id);
+    let had_link = Rtnl::open()?.delete_link(&link)?;
+    let had_nat = nft::host_detach(&link)? > 0;
+    Ok(had_link || had_nat)
+}
+
+/// What [`gc`] removed.
+#[derive(Debug, Default, Serialize)]
+pub struct Collected {
+    /// Host table entries whose link was gone: (link, address, owner).
+    pub nat: Vec<(String, IpAddr, String)>,
+}
+
+/// Removes host table entries of sandboxes whose link no longer exists
+/// (their namespace died without a `delete`).
+pub fn gc() -> Result<Collected> {
+    let links: Vec<String> = Rtnl::open()?.links()?.into_iter().map(|l| l.name).collect();
+    let mut out = Collected::default();
+    let mut stale: Vec<String> = Vec::new();
+    for e in nft::host_elements()? {
+        if !e.link.starts_with(LINK_PREFIX) || links.contains(&e.link) {
+            continue;
+        }
+        if !stale.contains(&e.link) {
+            stale.push(e.link.clone());
+        }
+        out.nat.push((e.link, e.addr, e.owner));
+    }
+    for link in stale {
+        nft::host_detach(&link)?;
+    }
+    Ok(out)
+}
+
+/// Turns on IPv4 (and, with an IPv6 pool, IPv6) forwarding if it is off.
+/// Before IPv6 forwarding, interfaces that accept router advertisements
+/// only while not forwarding (accept_ra = 1) are moved to 2, so the host
+/// keeps the addresses and routes it learns from them.
+fn enable_forwarding(ipv6: bool) -> Result<()> {
+    let sysctl = |path: &str, value: &str| -> Result<()> {
+        let cur =
+            std::fs::read_to_string(path).map_err(|e| uplink_err(format!("read {path}"), e))?;
+        if cur.trim() != value {
+            std::fs::write(path, value).map_err(|e| uplink_err(format!("write {path}"), e))?;
+        }
+        Ok(())
+    };
+    sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+    if ipv6 {
+        const ALL: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+        let on = std::fs::read_to_string(ALL).map_err(|e| uplink_err(format!("read {ALL}"), e))?;
+        if on.trim() != "1" {
+            if let Ok(dir) = std::fs::read_dir("/proc/sys/net/ipv6/conf") {
+                for d in dir.flatten() {
+                    let ra = d.path().join("accept_ra");
+                    if std::fs::read_to_string(&ra).is_ok_and(|v| v.trim() == "1") {
+                        let _ = std::fs::write(&ra, "2");
+                    }
+                }
+            }
+            sysctl(ALL, "1")?;
+        }
+    }
+    Ok(())
+}
+
+/// Times [`attach`] + [`detach`] for the benchmark: (set up, torn down).
+pub fn timed(id: &str, netns: &File, pools: &Pools) -> Result<(Duration, Duration)> {
+    let t = Instant::now();
+    attach(id, netns, pools)?;
+    let set_up = t.elapsed();
+    let t = Instant::now();
+    detach(id)?;
+    Ok((set_up, t.elapsed()))
+}
