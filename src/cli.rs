@@ -94,6 +94,9 @@ pub enum Command {
     /// Sandboxes for untrusted commands, described by a SandboxSpec
     #[command(subcommand)]
     Sandbox(Sandbox),
+    /// Remove what crashed runs left: sandbox NAT entries whose link is
+    /// gone, and half-created containers in --root
+    Gc,
     /// Internal: runs a prestart/createRuntime hook with the state the spec
     /// gives it (see ops::hook)
     #[command(hide = true, name = "run-hook")]

@@ -95,6 +95,7 @@ fn dispatch(g: &sbx_oci::cli::Global, command: Command) -> Result<i32> {
         Command::Events(args) => ops::events::events(&ctx, &args, stdout).map(|_| 0),
         Command::Update(args) => ops::update::update(&ctx, &args).map(|_| 0),
         Command::Sandbox(cmd) => sandbox(&ctx, cmd, stdout),
+        Command::Gc => ops::gc::gc(&ctx, stdout).map(|_| 0),
         Command::Spec(_) | Command::Features | Command::Hook(_) | Command::Hooks(_) => {
             unreachable!("handled above")
         }

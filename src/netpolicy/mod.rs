@@ -5,6 +5,7 @@
 //! installs the result.
 
 pub mod compile;
+pub mod dns;
 pub mod entry;
 pub mod file;
 

@@ -6,6 +6,7 @@ pub mod delete;
 pub mod events;
 pub mod exec;
 pub mod features;
+pub mod gc;
 pub mod hook;
 pub mod kill;
 pub mod list;

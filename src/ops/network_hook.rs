@@ -154,7 +154,12 @@ fn run(args: &cli::NetworkHook) -> Result<i32> {
     // The rules first, then the way out: the namespace is never connected
     // without them.
     if file.mode != Mode::Full {
-        let policy = file.resolve(file::host_lookup)?;
+        // Names mean what the sandbox's resolvers say, when it has some.
+        let policy = if file.dns.is_empty() {
+            file.resolve(file::host_lookup)?
+        } else {
+            file.resolve(|name| crate::netpolicy::dns::lookup(name, &file.dns))?
+        };
         let t_resolved = Instant::now();
         let rules = compile(&policy)?;
         let t_compiled = Instant::now();
@@ -234,9 +239,18 @@ fn apply_in(ns: File, rules: &Ruleset, what: &str) -> Result<(std::time::Duratio
 /// What the egress policy of a running container allowed and dropped, read
 /// from its own table: every named counter, and the destinations of dropped
 /// attempts (address, protocol, port, packets, bytes). `None` when the
-/// container has no policy of ours (no policy file in its state directory).
+/// container has no policy of ours: no policy file in its state directory,
+/// injected or a sandbox's, or one of mode `full`.
 pub fn stats(state_dir: &Path, pid: nix::unistd::Pid) -> Result<Option<Value>> {
-    if !state_dir.join(POLICY_FILE).is_file() {
+    let policy = [
+        state_dir.join(POLICY_FILE),
+        state_dir
+            .join(super::sandbox::BUNDLE_DIR)
+            .join(crate::sandbox::translate::POLICY_FILE),
+    ]
+    .into_iter()
+    .find_map(|p| PolicyFile::load(&p).ok());
+    if policy.is_none_or(|p| p.mode == Mode::Full) {
         return Ok(None);
     }
     let what = format!("the network namespace of process {pid}");
