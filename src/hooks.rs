@@ -154,6 +154,11 @@ pub fn may_need_wrap(config: &[u8]) -> bool {
 /// Rewrites every prestart and createRuntime hook of `spec` to run through
 /// `sbx-oci hook` (see `ops::hook`), which gives it the state the spec wants:
 /// status "created" and `bundle` as the bundle. Returns whether any was.
+fn is_network_hook(hook: &serde_json::Value) -> bool {
+    let args = hook.get("args").and_then(serde_json::Value::as_array);
+    args.is_some_and(|a| a.len() > 2 && a[1] == "hook" && a[2] == "network")
+}
+
 pub fn wrap_for_state(spec: &mut serde_json::Value, bundle: &Path) -> bool {
     use serde_json::Value;
     let mut wrapped = false;
@@ -168,6 +173,11 @@ pub fn wrap_for_state(spec: &mut serde_json::Value, bundle: &Path) -> bool {
             let Some(path) = hook.get("path").and_then(Value::as_str).map(str::to_owned) else {
                 continue;
             };
+            // Our own network hook reads only the pid and id: no rewrite,
+            // and no extra process.
+            if is_network_hook(hook) {
+                continue;
+            }
             let mut args = vec![
                 Value::from("sbx-oci"),
                 Value::from(crate::ops::hook::SUBCOMMAND),

@@ -455,9 +455,25 @@ fn bad_specs_are_refused_before_anything_is_created() {
             "limits.open_files",
         ),
         (
-            r#"{"network": {"mode": "allowlist", "allow": ["10.0.0.1:443"]}}"#.into(),
+            r#"{"network": {"mode": "allowlist", "allow": ["10.0.0.1:443", "10.0.0.1:99999"]}}"#
+                .into(),
             vec![],
-            "network.mode: \"allowlist\" is not enforced",
+            "network.allow[1]: \"10.0.0.1:99999\"",
+        ),
+        (
+            r#"{"network": {"mode": "allowlist", "dns": ["127.0.0.53"]}}"#.into(),
+            vec![],
+            "network.dns[0]: 127.0.0.53 cannot be reached from a sandbox",
+        ),
+        (
+            r#"{"network": {"mode": "full", "ipv4_pool": "10.0.0.1/24"}}"#.into(),
+            vec![],
+            "network.ipv4_pool: \"10.0.0.1/24\" has host bits set (the network is 10.0.0.0/24)",
+        ),
+        (
+            "{}".into(),
+            vec!["--allow".into(), "[fd00::1]:http".into()],
+            "network.allow[0]: \"[fd00::1]:http\"",
         ),
         ("{ not json".into(), vec![], "key must be a string"),
         (

@@ -87,9 +87,15 @@ pub fn create_claimed(
             reap_children();
             // Our network hook may have installed its table in a namespace
             // the client made before a later step failed: take it out.
-            super::network_hook::remove_policy(&ctx.store.dir(id), &bundle);
+            let state_dir = ctx.store.dir(id);
+            super::network_hook::remove_policy(&state_dir, &bundle);
+            // Read before the claim (and the sandbox's bundle in it) goes.
+            let err = match super::network_hook::failure(&state_dir) {
+                Some(msg) => Error::InvalidArgument(msg),
+                None => diagnose(&bundle, id, err),
+            };
             drop(claim);
-            Err(diagnose(&bundle, id, err))
+            Err(err)
         }
     }
 }

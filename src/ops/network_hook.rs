@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::Value;
@@ -122,8 +122,49 @@ pub fn inject(spec: &mut Value, policy: &Path) -> Result<bool> {
 /// `hook network`: installs the policy in the namespace of the container
 /// whose state is on stdin.
 /// Every error is one line on stderr, "sbx-oci: network hook: ...".
+///
+/// The message is also written beside the policy file ([`error_file`]).
+/// Run by sbx-oci itself, the hook prints nothing: `create` reads the file
+/// and makes it its own one-line error, instead of the hook's line plus a
+/// generic "hook failed" one. Run by another runtime (runc), it prints.
 pub fn hook(args: &cli::NetworkHook) -> Result<i32> {
-    run(args).map_err(|e| Error::InvalidArgument(format!("network hook: {e}")))
+    let Err(e) = run(args) else {
+        return Ok(0);
+    };
+    let msg = format!("network hook: {e}");
+    let _ = std::fs::write(error_file(&args.policy), &msg);
+    if run_by_sbx_oci() {
+        return Ok(1);
+    }
+    Err(Error::InvalidArgument(msg))
+}
+
+/// Where a failed hook leaves its message: `<policy file>.error`.
+pub fn error_file(policy: &Path) -> PathBuf {
+    let mut name = policy.file_name().unwrap_or_default().to_os_string();
+    name.push(".error");
+    policy.with_file_name(name)
+}
+
+/// Whether the process that runs this hook is sbx-oci (its command name is
+/// ours), not another runtime.
+fn run_by_sbx_oci() -> bool {
+    let comm = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
+    let parent = nix::unistd::getppid().to_string();
+    matches!((comm(&parent), comm("self")), (Some(p), Some(s)) if p == s)
+}
+
+/// The message of a network hook that failed while creating the container
+/// whose state directory is `state_dir` (injected or a sandbox's).
+pub fn failure(state_dir: &Path) -> Option<String> {
+    [
+        state_dir.join(POLICY_FILE),
+        state_dir
+            .join(super::sandbox::BUNDLE_DIR)
+            .join(crate::sandbox::translate::POLICY_FILE),
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(error_file(p)).ok())
 }
 
 fn run(args: &cli::NetworkHook) -> Result<i32> {

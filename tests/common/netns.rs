@@ -50,8 +50,7 @@ pub struct Pair {
     pub peer: String,
     pub n: usize,
     subnet: u8,
-    stop: Arc<AtomicBool>,
-    servers: Vec<JoinHandle<()>>,
+    servers: Servers,
 }
 
 impl Pair {
@@ -70,8 +69,7 @@ impl Pair {
             peer: format!("{name}-p"),
             n,
             subnet,
-            stop: Arc::new(AtomicBool::new(false)),
-            servers: Vec::new(),
+            servers: Servers::default(),
         };
         // From here on, drop removes whatever was made.
         ip(&["netns", "add", &pair.sbx]);
@@ -119,59 +117,12 @@ impl Pair {
 
     /// A TCP server answering "ok" to each connection, in namespace `ns`.
     pub fn tcp_server(&mut self, ns: &str, addr: SocketAddr) {
-        self.serve_with(ns, move |stop| {
-            let l = TcpListener::bind(addr).unwrap();
-            l.set_nonblocking(true).unwrap();
-            Box::new(move || {
-                while !stop() {
-                    match l.accept() {
-                        Ok((mut s, _)) => {
-                            let _ = s.write_all(b"ok");
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                    }
-                }
-            })
-        });
+        self.servers.tcp(ns, addr);
     }
 
     /// A UDP server answering "ok" to each datagram, in namespace `ns`.
     pub fn udp_server(&mut self, ns: &str, addr: SocketAddr) {
-        self.serve_with(ns, move |stop| {
-            let s = UdpSocket::bind(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-            Box::new(move || {
-                let mut buf = [0u8; 64];
-                while !stop() {
-                    if let Ok((_, from)) = s.recv_from(&mut buf) {
-                        let _ = s.send_to(b"ok", from);
-                    }
-                }
-            })
-        });
-    }
-
-    /// Runs a server on a thread in `ns`: `bind` sets it up (before this
-    /// returns) and gives the loop, which runs until the pair is dropped or
-    /// SERVER_LIFETIME has passed.
-    fn serve_with(
-        &mut self,
-        ns: &str,
-        bind: impl FnOnce(Box<dyn Fn() -> bool + Send>) -> Box<dyn FnOnce() + Send> + Send + 'static,
-    ) {
-        let stop = self.stop.clone();
-        let end = Instant::now() + SERVER_LIFETIME;
-        let ns = ns.to_owned();
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.servers.push(std::thread::spawn(move || {
-            enter(&ns);
-            let run = bind(Box::new(move || {
-                stop.load(Ordering::SeqCst) || Instant::now() > end
-            }));
-            tx.send(()).unwrap();
-            run();
-        }));
-        rx.recv().unwrap();
+        self.servers.udp(ns, addr);
     }
 
     /// Connects once with a long timeout: on a new veth the first IPv6 SYN
@@ -202,14 +153,241 @@ impl Pair {
 
 impl Drop for Pair {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for s in self.servers.drain(..) {
-            let _ = s.join();
-        }
+        self.servers.stop();
         // Deleting a namespace deletes its end of the veth pair, which
         // deletes the pair, and its nftables table.
         for ns in [&self.sbx, &self.peer] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
+    }
+}
+
+/// Small servers on threads inside namespaces; they stop when dropped, or
+/// after SERVER_LIFETIME.
+#[derive(Default)]
+pub struct Servers {
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Servers {
+    /// A TCP server answering "ok" to each connection, in namespace `ns`.
+    pub fn tcp(&mut self, ns: &str, addr: SocketAddr) {
+        self.serve_with(ns, move |stop| {
+            let l = TcpListener::bind(addr).unwrap();
+            l.set_nonblocking(true).unwrap();
+            Box::new(move || {
+                while !stop() {
+                    match l.accept() {
+                        Ok((mut s, _)) => {
+                            let _ = s.write_all(b"ok");
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+            })
+        });
+    }
+
+    /// A UDP server answering "ok" to each datagram, in namespace `ns`.
+    pub fn udp(&mut self, ns: &str, addr: SocketAddr) {
+        self.serve_with(ns, move |stop| {
+            let s = UdpSocket::bind(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            Box::new(move || {
+                let mut buf = [0u8; 64];
+                while !stop() {
+                    if let Ok((_, from)) = s.recv_from(&mut buf) {
+                        let _ = s.send_to(b"ok", from);
+                    }
+                }
+            })
+        });
+    }
+
+    /// Runs a server on a thread in `ns`: `bind` sets it up (before this
+    /// returns) and gives the loop, which runs until the pair is dropped or
+    /// SERVER_LIFETIME has passed.
+    fn serve_with(
+        &mut self,
+        ns: &str,
+        bind: impl FnOnce(Box<dyn Fn() -> bool + Send>) -> Box<dyn FnOnce() + Send> + Send + 'static,
+    ) {
+        let stop = self.stop.clone();
+        let end = Instant::now() + SERVER_LIFETIME;
+        let ns = ns.to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.handles.push(std::thread::spawn(move || {
+            enter(&ns);
+            let run = bind(Box::new(move || {
+                stop.load(Ordering::SeqCst) || Instant::now() > end
+            }));
+            tx.send(()).unwrap();
+            run();
+        }));
+        rx.recv().unwrap();
+    }
+
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for s in self.handles.drain(..) {
+            let _ = s.join();
+        }
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A test host reachable from the host's own namespace: namespace `ns`
+/// joined to the host by a veth pair, the host's end 10.`subnet`.N.1/29 and
+/// fd00:`subnet`:N::1/64, the test host's addresses `.H` / `::H`. The test
+/// host has no route to anything else: a sandbox reaches it only through
+/// the host's NAT. Removed on drop.
+pub struct Upstream {
+    pub ns: String,
+    pub n: usize,
+    subnet: u8,
+    pub servers: Servers,
+    dns: Option<std::process::Child>,
+}
+
+impl Upstream {
+    pub fn new(tag: &str, subnet: u8, hosts: &[u8]) -> Upstream {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "these tests create network namespaces: run them as root"
+        );
+        let pid = std::process::id();
+        let n = (pid as usize * 7 + SEQ.fetch_add(1, Ordering::SeqCst)) % 250 + 1;
+        let up = Upstream {
+            ns: format!("{tag}{pid}-{n}-up"),
+            n,
+            subnet,
+            servers: Servers::default(),
+            dns: None,
+        };
+        ip(&["netns", "add", &up.ns]);
+        // Not "sbx-...": that prefix is the sandboxes' own links.
+        let (host_end, far_end) = (format!("ut{n}h{}", pid % 10000), format!("ut{n}p"));
+        ip(&[
+            "link", "add", &host_end, "type", "veth", "peer", "name", &far_end, "netns", &up.ns,
+        ]);
+        ip(&["addr", "add", &format!("{}/29", up.v4(1)), "dev", &host_end]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/64", up.v6(1)),
+            "dev",
+            &host_end,
+            "nodad",
+        ]);
+        ip(&["link", "set", &host_end, "up"]);
+        for h in hosts {
+            ip(&[
+                "-n",
+                &up.ns,
+                "addr",
+                "add",
+                &format!("{}/29", up.v4(*h)),
+                "dev",
+                &far_end,
+            ]);
+            ip(&[
+                "-n",
+                &up.ns,
+                "addr",
+                "add",
+                &format!("{}/64", up.v6(*h)),
+                "dev",
+                &far_end,
+                "nodad",
+            ]);
+        }
+        ip(&["-n", &up.ns, "link", "set", &far_end, "up"]);
+        ip(&["-n", &up.ns, "link", "set", "lo", "up"]);
+        up
+    }
+
+    pub fn v4(&self, h: u8) -> IpAddr {
+        format!("10.{}.{}.{h}", self.subnet, self.n)
+            .parse()
+            .unwrap()
+    }
+
+    pub fn v6(&self, h: u8) -> IpAddr {
+        format!("fd00:{}:{:x}::{h}", self.subnet, self.n)
+            .parse()
+            .unwrap()
+    }
+
+    pub fn tcp(&mut self, addr: SocketAddr) {
+        let ns = self.ns.clone();
+        self.servers.tcp(&ns, addr);
+    }
+
+    pub fn udp(&mut self, addr: SocketAddr) {
+        let ns = self.ns.clone();
+        self.servers.udp(&ns, addr);
+    }
+
+    /// A DNS server (dnsmasq, no upstream) on `listen`, port 53, answering
+    /// only for `records` (name, address).
+    pub fn dns(&mut self, listen: IpAddr, records: &[(&str, IpAddr)]) {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "timeout", "60", "dnsmasq"])
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--conf-file=/dev/null",
+                "--pid-file=",
+                "--user=root",
+                "--log-facility=/dev/null",
+            ])
+            .arg(format!("--listen-address={listen}"));
+        for (name, addr) in records {
+            cmd.arg(format!("--address=/{name}/{addr}"));
+        }
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq (apt-get install dnsmasq-base)");
+        self.dns = Some(child);
+        // Ready when it answers.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let target = SocketAddr::new(listen, 53);
+        while Instant::now() < deadline {
+            let ns = self.ns.clone();
+            let up = in_netns(&ns, move || {
+                TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok()
+            });
+            if up {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("dnsmasq did not start on {listen}");
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.servers.stop();
+        if let Some(mut c) = self.dns.take() {
+            // timeout(1) passes TERM on to dnsmasq; KILL would orphan it.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+        // The namespace takes its end of the pair, and so the pair, along.
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
     }
 }
