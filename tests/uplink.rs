@@ -90,13 +90,18 @@ fn host_table() -> String {
 
 /// Nothing of sandbox `id`'s network is left on the host: no link, no
 /// route through it, no NAT entry.
+/// The link goes with the sandbox's namespace, which the kernel tears down
+/// asynchronously once its last process is gone: waited for, up to 10 s.
 fn assert_no_network_left(id: &str) {
     let link = link_name(id);
-    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
-    assert!(
-        !String::from_utf8_lossy(&links.stdout).contains(&format!("{link}@")),
-        "link {link} of {id} left"
-    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::path::Path::new(&format!("/sys/class/net/{link}")).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "link {link} of {id} left"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     for family in ["-4", "-6"] {
         let routes = Command::new("ip").args([family, "route"]).output().unwrap();
         assert!(
