@@ -99,10 +99,15 @@ OUT="" RC=0
 run() { local s=$1; shift; OUT=$(timeout -k 5 "$s" "$@" 2>&1 </dev/null); RC=$?; }
 pass() { passed=$((passed + 1)); echo "ok   $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; [ -n "$OUT" ] && sed 's/^/     | /' <<<"$OUT" | head -20; }
-# expect NAME RC REGEX: checks the last run's status and output (ERE, whole output).
+# expect NAME RC REGEX: checks the last run's status and output (ERE). A
+# one-line REGEX must match some line; one with newlines, the whole output
+# (grep would take each of its lines as a pattern of its own, any one enough).
 expect() {
+  local ok=1
+  if [[ $3 == *$'\n'* ]]; then [[ $OUT =~ $3 ]] || ok=0
+  else grep -q -E -- "$3" <<<"$OUT" || ok=0; fi
   if [ "$RC" != "$2" ]; then fail "$1" "exit status $RC, want $2"
-  elif ! grep -q -E -- "$3" <<<"$OUT"; then fail "$1" "output does not match /$3/"
+  elif [ $ok = 0 ]; then fail "$1" "output does not match /$3/"
   else pass "$1"; fi
 }
 # tty CMD: runs CMD on a pseudo-terminal (script(1)); output without \r.
