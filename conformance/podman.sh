@@ -4,8 +4,8 @@
 # locally (no registry). Run as root:
 #   conformance/podman.sh [/abs/path/to/sbx-oci]   (default: the debug build, target/<host tuple>/debug/sbx-oci)
 # Ends with "N passed, M failed"; exits non-zero if anything failed. Cleans up
-# everything it created on exit (containers, mounts, netns, cgroups, nft
-# tables, ip_forward, dirs).
+# everything it created on exit (containers, mounts, netns and veth pairs,
+# the test host's server, cgroups, nft tables, ip_forward, dirs).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,8 +13,9 @@ R=$(realpath -m "${1:-$REPO/target/$(rustc -vV | sed -n 's/^host: //p')/debug/sb
 [ -x "$R" ] || { echo "podman.sh: no runtime binary at $R (cargo build first)" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "podman.sh: run as root" >&2; exit 2; }
 
+# python3: the egress scenarios' test host serves TCP and UDP from it.
 PKGS=(podman conmon catatonit netavark aardvark-dns iptables nftables busybox-static
-      util-linux procps iproute2)
+      util-linux procps iproute2 python3)
 if ! dpkg -s "${PKGS[@]}" >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q && apt-get install -y -q --no-install-recommends "${PKGS[@]}" || exit 2
@@ -53,6 +54,19 @@ EOF
 P=(podman --runtime "$R" --tmpdir "$T/libpod" --volumepath "$T/vol")
 IMG=localhost/busybox:latest
 
+# The egress scenarios' test network (made in their section): netns NA for
+# the containers and NB, the test host, joined by a veth pair; host_veth joins
+# the host to NB for the default-bridge scenario.
+NA=sbxpod$$a NB=sbxpod$$b
+server_pid="" host_veth=""
+net_cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+  [ -n "$host_veth" ] && ip link del "$host_veth" 2>/dev/null
+  # Deleting a namespace deletes its ends of the veth pairs, so the pairs.
+  ip netns del "$NA" 2>/dev/null
+  ip netns del "$NB" 2>/dev/null
+}
+
 # Processes whose command line names $T are this run's (conmon, podman).
 our_pids() { grep -l -F -- "$T" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3; }
 
@@ -63,6 +77,7 @@ cleanup() {
   for pid in $(our_pids); do [ "$pid" != $$ ] && kill -9 "$pid" 2>/dev/null; done
   # Mounts under $T (overlay layers, shm), deepest first.
   findmnt -rn -o TARGET | grep -F -- "$T" | sort -r | while read -r m; do umount -l "$m"; done
+  net_cleanup
   # podman made /run/netns (a shared self-bind mount) if it was missing; undo
   # that only once it is empty (podman removes its netns files on rm).
   if [ $had_netns_dir = 0 ] && [ -d /run/netns ] && [ -z "$(ls -A /run/netns)" ]; then
@@ -99,10 +114,15 @@ OUT="" RC=0
 run() { local s=$1; shift; OUT=$(timeout -k 5 "$s" "$@" 2>&1 </dev/null); RC=$?; }
 pass() { passed=$((passed + 1)); echo "ok   $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; [ -n "$OUT" ] && sed 's/^/     | /' <<<"$OUT" | head -20; }
-# expect NAME RC REGEX: checks the last run's status and output (ERE, whole output).
+# expect NAME RC REGEX: checks the last run's status and output (ERE). A
+# one-line REGEX must match some line; one with newlines, the whole output
+# (grep would take each of its lines as a pattern of its own, any one enough).
 expect() {
+  local ok=1
+  if [[ $3 == *$'\n'* ]]; then [[ $OUT =~ $3 ]] || ok=0
+  else grep -q -E -- "$3" <<<"$OUT" || ok=0; fi
   if [ "$RC" != "$2" ]; then fail "$1" "exit status $RC, want $2"
-  elif ! grep -q -E -- "$3" <<<"$OUT"; then fail "$1" "output does not match /$3/"
+  elif [ $ok = 0 ]; then fail "$1" "output does not match /$3/"
   else pass "$1"; fi
 }
 # tty CMD: runs CMD on a pseudo-terminal (script(1)); output without \r.
@@ -240,6 +260,211 @@ run 60 "${P[@]}" run --rm --read-only --network none "$IMG" sh -c 'touch /x'
 expect "--read-only: / is read-only" 1 'Read-only file system'
 run 60 "${P[@]}" run --rm --read-only --network none "$IMG" sh -c 'touch /tmp/x /var/tmp/x /run/x && echo writable-tmp'
 expect "--read-only: /tmp, /var/tmp, /run are writable tmpfs" 0 '^writable-tmp$'
+
+# --- egress policy annotations (org.sbx-oci.network.*) -------------------------
+# podman passes --annotation into the config; sbx-oci's create turns the
+# org.sbx-oci.network.* ones into its prestart hook, which installs the
+# `inet sbx_oci` table in the container's namespace, and delete takes it out
+# of a namespace the client made. Here that namespace is NA (podman --network
+# ns:/run/netns/NA, as a pod or CNI would make it), joined by a veth pair to
+# the test host NB on private addresses. NB's server answers "hi PORT" on
+# TCP 8001, 8002 and 53, and a TFTP error packet "udp-ok PORT" to any
+# datagram on UDP 8053, 8054 and 53 (busybox's tftp, the image's only UDP
+# client, prints that message). Containers contact nothing but NB's
+# addresses and their own loopback; net_cleanup (in the EXIT trap) removes
+# the namespaces, veth pairs and server.
+# podman splits --annotation values at commas (a CSV string slice): a list of
+# entries goes through quoted as one CSV field, '"KEY=A,B"'.
+B4=10.254.7.2 B6=fd00:5b0c:7::2
+net_setup() {
+  ip netns add "$NA" && ip netns add "$NB" \
+    && ip link add "sbxp$$a" netns "$NA" type veth peer name "sbxp$$b" netns "$NB" \
+    && ip -n "$NA" addr add 10.254.7.1/29 dev "sbxp$$a" \
+    && ip -n "$NA" addr add fd00:5b0c:7::1/64 dev "sbxp$$a" nodad \
+    && ip -n "$NB" addr add "$B4/29" dev "sbxp$$b" \
+    && ip -n "$NB" addr add "$B6/64" dev "sbxp$$b" nodad \
+    && ip -n "$NA" link set "sbxp$$a" up && ip -n "$NB" link set "sbxp$$b" up \
+    && ip -n "$NA" link set lo up && ip -n "$NB" link set lo up || return 1
+  cat > "$T/serve.py" <<'EOF'
+# The test host's server: it only answers, and stops by itself (10 min).
+import selectors, socket, sys, time
+sel = selectors.DefaultSelector()
+for kind, ports in (("tcp", sys.argv[1]), ("udp", sys.argv[2])):
+    for port in map(int, ports.split(",")):
+        s = socket.socket(socket.AF_INET6,
+                          socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 too
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("::", port))
+        if kind == "tcp":
+            s.listen(16)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, (kind, port))
+open(sys.argv[3], "w").close()
+end = time.monotonic() + 600
+while time.monotonic() < end:
+    for key, _ in sel.select(timeout=1):
+        kind, port = key.data
+        try:
+            if kind == "tcp":
+                c, _ = key.fileobj.accept()
+                c.sendall(b"hi %d\n" % port)
+                c.close()
+            else:
+                _, peer = key.fileobj.recvfrom(512)
+                # TFTP ERROR: opcode 5, error code 0, message.
+                key.fileobj.sendto(b"\0\5\0\0udp-ok %d\0" % port, peer)
+        except OSError:
+            pass
+EOF
+  ip netns exec "$NB" python3 "$T/serve.py" 8001,8002,53 8053,8054,53 "$T/serving" \
+    >"$T/serve.log" 2>&1 &
+  server_pid=$!
+  disown "$server_pid"
+  for _ in $(seq 50); do [ -e "$T/serving" ] && break; sleep 0.1; done
+  [ -e "$T/serving" ] || return 1
+  # A new neighbour is resolved on the first packet (an IPv6 SYN waits for a
+  # 1 s retransmission); let that happen here, not under a probe's timeout.
+  ip netns exec "$NA" busybox ping -c 1 -W 2 "$B4" >/dev/null \
+    && ip netns exec "$NA" busybox ping -c 1 -W 2 "$B6" >/dev/null
+}
+# The container's probe: each argument is KIND:PORT, KIND t4 or t6 (TCP to
+# $B4 or $B6), u4 (UDP to $B4) or tl (TCP to 127.0.0.1, where the probe
+# serves port $LO itself when LO is set). Prints "KIND:PORT open|closed" in
+# order and exits 0. The probes run in parallel, each bounded (a dropped TCP
+# SYN: 1 s; UDP: 2 s).
+PROBE='
+[ -n "${LO:-}" ] && { nc -ll -p "$LO" -e echo hi "$LO" & sleep 0.2; }
+i=0
+for t in "$@"; do
+  i=$((i + 1))
+  (
+    p=${t#*:}
+    case $t in
+      t4:*) r=$(timeout 3 nc -w 1 "$B4" "$p" </dev/null 2>&1) ;;
+      t6:*) r=$(timeout 3 nc -w 1 "$B6" "$p" </dev/null 2>&1) ;;
+      tl:*) r=$(timeout 3 nc -w 1 127.0.0.1 "$p" </dev/null 2>&1) ;;
+      u4:*) r=$(timeout 2 tftp -g -r x -l /dev/null "$B4" "$p" 2>&1) ;;
+    esac
+    case $r in *"hi $p"* | *"udp-ok $p"*) echo "$t open" ;; *) echo "$t closed" ;; esac >/tmp/probe.$i
+  ) &
+  pids="${pids:-} $!"
+done
+wait $pids
+i=0
+for t in "$@"; do i=$((i + 1)); cat /tmp/probe.$i; done
+'
+# probe NAME "WANT" PODMAN-RUN-ARGS... -- KIND:PORT...: the probe in a
+# `podman run --rm` container; passes when it exits 0 printing exactly WANT
+# (one "KIND:PORT open|closed" per line).
+probe() {
+  local name=$1 want=$2 args=(); shift 2
+  while [ "$1" != -- ]; do args+=("$1"); shift; done; shift
+  run 60 "${P[@]}" run --rm "${args[@]}" "$IMG" sh -c "$PROBE" probe "$@"
+  if [ "$RC" = 0 ] && [ "$OUT" = "$want" ]; then pass "$name"
+  else fail "$name" "exit status $RC; want: $(tr '\n' ' ' <<<"$want")"; fi
+}
+# no_table NAME: netns NA holds no table of sbx-oci's (after a run).
+no_table() {
+  local t; t=$(ip netns exec "$NA" nft list tables 2>&1)
+  if [ $? = 0 ] && ! grep -q sbx_oci <<<"$t"; then pass "$1"
+  else OUT=$t; fail "$1" "nft list tables in $NA"; fi
+}
+NS=(--network "ns:/run/netns/$NA" -e B4=$B4 -e B6=$B6)
+if ! net_setup; then
+  OUT=$(cat "$T/serve.log" 2>/dev/null); fail "egress: the test network" "setup failed"
+else
+  # Control: mode=full installs nothing, and everything on NB answers.
+  probe "egress: mode=full filters nothing (control)" "t4:8001 open
+t6:8001 open
+t4:8002 open
+t6:8002 open
+u4:8053 open" "${NS[@]}" --annotation org.sbx-oci.network.mode=full -- \
+    t4:8001 t6:8001 t4:8002 t6:8002 u4:8053
+  no_table "egress: mode=full leaves no table"
+
+  probe "egress: allowlist (IPv4, [IPv6], udp://): only the listed ports answer" "t4:8001 open
+t6:8001 open
+t4:8002 closed
+t6:8002 closed
+u4:8054 open
+u4:8053 closed
+t4:53 closed
+u4:53 closed" "${NS[@]}" \
+    --annotation "\"org.sbx-oci.network.allow=$B4:8001,[$B6]:8001,udp://$B4:8054\"" \
+    --annotation org.sbx-oci.network.dns= -- \
+    t4:8001 t6:8001 t4:8002 t6:8002 u4:8054 u4:8053 t4:53 u4:53
+  no_table "egress: allowlist: delete took the table out of the namespace"
+
+  probe "egress: mode=none: loopback only" "tl:7777 open
+t4:8001 closed
+t6:8001 closed
+u4:8053 closed" "${NS[@]}" -e LO=7777 --annotation org.sbx-oci.network.mode=none -- \
+    tl:7777 t4:8001 t6:8001 u4:8053
+  no_table "egress: mode=none leaves no table"
+
+  # A detached container: the table is in NA while it runs (from the host's
+  # view), exec'd processes are under it too, the runtime's stats see the
+  # drops, and rm -f takes it out.
+  run 60 "${P[@]}" run -d --name n1 "${NS[@]}" --annotation "org.sbx-oci.network.allow=$B4:8002" \
+    --annotation "org.sbx-oci.network.dns=$B4" "$IMG" sleep 120
+  expect "egress: run -d with allow and dns" 0 '^[0-9a-f]{64}$'
+  cid=$(inspect n1 '{{.Id}}')
+  t=$(ip netns exec "$NA" nft list table inet sbx_oci 2>&1)
+  if grep -q "$B4" <<<"$t" && grep -q 8002 <<<"$t"; then
+    pass "egress: the table is in the container's namespace while it runs"
+  else OUT=$t; fail "egress: table while running" "no rule for $B4 . 8002"; fi
+  run 60 "${P[@]}" exec n1 sh -c "$PROBE" probe t4:8002 t4:8001 u4:53 t4:53 u4:8053
+  if [ "$RC" = 0 ] && [ "$OUT" = "t4:8002 open
+t4:8001 closed
+u4:53 open
+t4:53 open
+u4:8053 closed" ]; then pass "egress: exec: the allowed port and the resolver (UDP, TCP 53) only"
+  else fail "egress: exec under the policy" "exit status $RC"; fi
+  run 30 "$R" events --stats "$cid"
+  if [ "$RC" = 0 ] && python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])["data"]["network"]["dropped"]
+sys.exit(not any((x["address"], x["protocol"], x["port"]) == (sys.argv[2], "tcp", 8001) for x in d))
+' "$OUT" "$B4" 2>/dev/null; then
+    pass "egress: sbx-oci events --stats lists the dropped $B4 tcp 8001"
+  else fail "egress: events --stats" "exit status $RC, no dropped $B4 tcp 8001"; fi
+  run 30 "${P[@]}" rm -f -t 0 n1
+  if [ "$RC" = 0 ] && [ ! -e "/run/sbx-oci/$cid" ]; then no_table "egress: rm -f: the table is gone"
+  else fail "egress: rm -f" "rc $RC"; fi
+
+  # A malformed entry: create fails with sbx-oci's message quoting it,
+  # before anything exists.
+  run 60 "${P[@]}" run --name bad1 "${NS[@]}" \
+    --annotation org.sbx-oci.network.allow=10.254.7.300:80 "$IMG" true
+  cid=$(inspect bad1 '{{.Id}}')
+  if [ "$RC" != 0 ] && grep 'OCI runtime error' <<<"$OUT" | grep -q -F "$R: sbx-oci: " \
+     && grep -q -F '"10.254.7.300:80"' <<<"$OUT" && [ -n "$cid" ] && [ ! -e "/run/sbx-oci/$cid" ]; then
+    pass "egress: a malformed entry fails the run with sbx-oci's message (exit $RC), no state"
+    grep 'OCI runtime error' <<<"$OUT" | sed 's/^/     | /'
+  else fail "egress: a malformed entry" "exit $RC, id '$cid'"; fi
+  no_table "egress: a malformed entry leaves no table"
+  timeout 30 "${P[@]}" rm -f bad1 >/dev/null 2>&1
+
+  # The default netavark bridge: podman makes the namespace (eth0 on podman0,
+  # NAT out through the host); the host reaches NB through a veth pair of
+  # its own (10.254.N.0/30, a subnet the host does not use yet), so the
+  # container's only route to NB is the test's. Nothing else is contacted.
+  free=""
+  for n in $(seq $(( $$ % 100 + 100 )) $(( $$ % 100 + 109 ))); do
+    ip -4 route show | grep -q "^10\.254\.$n\." || { free=$n; break; }
+  done
+  H4=10.254.$free.2
+  host_veth=sbxp$$h
+  if [ -n "$free" ] && ip link add "$host_veth" type veth peer name "sbxp$$c" netns "$NB" \
+     && ip addr add "10.254.$free.1/30" dev "$host_veth" && ip link set "$host_veth" up \
+     && ip -n "$NB" addr add "$H4/30" dev "sbxp$$c" && ip -n "$NB" link set "sbxp$$c" up \
+     && busybox ping -c 1 -W 2 "$H4" >/dev/null; then
+    probe "egress: default bridge: allowlist over netavark's namespace" "t4:8001 open
+t4:8002 closed" -e B4=$H4 --annotation "org.sbx-oci.network.allow=$H4:8001" \
+      --annotation org.sbx-oci.network.dns= -- t4:8001 t4:8002
+  else fail "egress: default bridge" "cannot join the host to $NB"; fi
+fi
 
 # --- a command that cannot start ---------------------------------------------
 run 60 "${P[@]}" run --rm --network none "$IMG" /no/such/binary

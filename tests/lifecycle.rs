@@ -65,6 +65,64 @@ fn lifecycle_states() {
     env.fails(&["state", &id], "does not exist");
 }
 
+/// runtime.md, State: ociVersion, id, status and bundle are REQUIRED, pid
+/// is "REQUIRED when status is created or running on Linux", bundle "is the
+/// absolute path to the container's bundle directory", and annotations
+/// "contains the list of annotations associated with the container" -- in
+/// every status (created, running, sbx-oci's and runc's extra paused,
+/// stopped), with the container created from a relative --bundle. And Query
+/// State: "This operation MUST generate an error if it is not provided the
+/// ID of a container."
+#[test]
+fn state_has_the_required_fields_in_every_status() {
+    let mut env = Env::new("statefields");
+    let id = env.id("c");
+    let annotations = serde_json::json!({ "org.example.a": "1", "org.example.b": "two" });
+    let bundle = env.bundle_with(&id, &["sleep", "60"], |c| {
+        c["annotations"] = annotations.clone();
+    });
+    // Relative to the working directory; the state holds the absolute path.
+    let relative = bundle.strip_prefix(&env.dir).unwrap().to_str().unwrap();
+    let status = env
+        .command(&["create", "--bundle", relative, &id])
+        .current_dir(&env.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "create with a relative bundle");
+    let check = |want: &str| -> i64 {
+        let s = env.state(&id);
+        assert_eq!(s["status"], want, "{s}");
+        let v = s["ociVersion"].as_str().unwrap_or_default();
+        assert!(
+            v.split('.').count() == 3 && v.split('.').all(|n| n.parse::<u32>().is_ok()),
+            "ociVersion {v:?}"
+        );
+        assert_eq!(s["id"], Value::from(id.as_str()), "{s}");
+        assert_eq!(s["bundle"], Value::from(bundle.to_str().unwrap()), "{s}");
+        assert_eq!(s["annotations"], annotations, "{s}");
+        s["pid"].as_i64().unwrap_or(0)
+    };
+    let pid = check("created");
+    assert!(pid > 0, "created: a pid");
+    env.ok(&["start", &id]);
+    assert_eq!(check("running"), pid);
+    env.ok(&["pause", &id]);
+    assert_eq!(check("paused"), pid);
+    env.ok(&["resume", &id]);
+    env.ok(&["kill", &id, "KILL"]);
+    env.wait_status(&id, "stopped");
+    assert!(check("stopped") >= 0, "a pid, if any, is not negative");
+    env.ok(&["delete", &id]);
+    env.assert_gone(&id);
+
+    let out = env.sbx(&["state"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<CONTAINER_ID>"));
+}
+
 /// `run` exits with the container's status; 128+N when killed by signal N.
 #[test]
 fn run_exit_status_passthrough() {

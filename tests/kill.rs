@@ -1,0 +1,186 @@
+//! runtime-spec runtime.md, Operations, "Kill" (`kill <container-id>
+//! <signal>`), through the real binary. An unknown id is in errors.rs
+//! (`unknown_id`); kill by name and number and --all's SIGKILL in
+//! lifecycle.rs (`kill_signals_and_all`).
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Env, read_in};
+
+/// Waits (up to 5 s) for `path` inside the container of `pid`.
+fn wait_file(pid: i32, path: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(s) = read_in(pid, path) {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// "This operation MUST generate an error if it is not provided the
+/// container ID."
+#[test]
+fn kill_without_a_container_id_is_an_error() {
+    let env = Env::new("killnoid");
+    for args in [&["kill"][..], &["kill", "--all"]] {
+        let out = env.sbx(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("<CONTAINER_ID>"), "{args:?}: {err}");
+    }
+    env.fails(&["kill", "", "9"], "invalid container id \"\": it is empty");
+}
+
+/// "This operation MUST send the specified signal to the container
+/// process": a caught signal runs the init's trap, and the container keeps
+/// running (the signal is not treated as a stop).
+#[test]
+fn kill_delivers_the_signal_to_the_container_process() {
+    let mut env = Env::new("killsig");
+    let id = env.id("c");
+    let script = "trap 'echo usr2 >> /tmp/got' USR2; trap 'echo hup >> /tmp/got' HUP; \
+                  touch /tmp/ready; while :; do sleep 0.05; done";
+    let bundle = env.bundle(&id, &["sh", "-c", script]);
+    env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
+    let pid = env.pid(&id);
+    assert!(wait_file(pid, "/tmp/ready").is_some(), "traps never set");
+    env.ok(&["kill", &id, "USR2"]);
+    assert_eq!(wait_file(pid, "/tmp/got").as_deref(), Some("usr2\n"));
+    env.ok(&["kill", &id, "1"]); // by number: SIGHUP
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while read_in(pid, "/tmp/got").as_deref() != Some("usr2\nhup\n") {
+        assert!(Instant::now() < deadline, "{:?}", read_in(pid, "/tmp/got"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(env.status(&id), "running");
+    env.ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+}
+
+/// "Attempting to send a signal to a container that is neither created nor
+/// running MUST have no effect on the container and MUST generate an
+/// error", read the other way: a created container may be signalled (runc
+/// allows it too). Before `start` the container process is the runtime's
+/// init, pid 1 of its namespace with no handlers, so the kernel drops a
+/// catchable signal (the user's trap, set after start, never sees it) and
+/// SIGKILL ends it: the container is then stopped and cannot be started.
+#[test]
+fn a_created_container_can_be_signalled() {
+    let mut env = Env::new("killcreated");
+    let id = env.id("c");
+    let script = "trap 'echo usr1 >> /tmp/got' USR1; touch /tmp/started; \
+                  while :; do sleep 0.05; done";
+    let bundle = env.bundle(&id, &["sh", "-c", script]);
+    let b = bundle.to_str().unwrap();
+    env.ok(&["create", "--bundle", b, &id]);
+    let pid = env.pid(&id);
+    env.ok(&["kill", &id, "USR1"]);
+    assert_eq!(env.status(&id), "created");
+    env.ok(&["start", &id]);
+    assert!(wait_file(pid, "/tmp/started").is_some());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        read_in(pid, "/tmp/got"),
+        None,
+        "a signal before start is lost"
+    );
+    env.ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+
+    let id = env.id("k");
+    let bundle = env.bundle(&id, &["sh", "-c", script]);
+    env.ok(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
+    let pid = env.pid(&id);
+    env.ok(&["kill", &id, "KILL"]);
+    env.wait_status(&id, "stopped");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{pid}")).exists() && !zombie(pid) {
+        assert!(Instant::now() < deadline, "init {pid} survived SIGKILL");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // runtime.md, Start: "Attempting to start a container that is not
+    // created MUST have no effect on the container and MUST generate an
+    // error."
+    env.fails(&["start", &id], "it is stopped");
+    assert_eq!(env.status(&id), "stopped");
+    env.ok(&["delete", &id]);
+    env.assert_gone(&id);
+}
+
+fn zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? == "Z"))
+        .unwrap_or(false)
+}
+
+/// "Attempting to send a signal to a container that is neither created nor
+/// running MUST have no effect on the container and MUST generate an
+/// error": a stopped container's state, before and after, is the same, and
+/// it can still be deleted.
+#[test]
+fn kill_of_a_stopped_container_errors_and_changes_nothing() {
+    let mut env = Env::new("killstopped");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["true"]);
+    env.ok(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
+    env.ok(&["start", &id]);
+    env.wait_status(&id, "stopped");
+    let before = env.state(&id);
+    for sig in ["TERM", "9", "SIGUSR1"] {
+        env.fails(&["kill", &id, sig], "it is stopped");
+        assert_eq!(env.state(&id), before, "after kill {sig}");
+    }
+    assert!(env.root.join(&id).is_dir());
+    env.ok(&["delete", &id]);
+    env.assert_gone(&id);
+}
+
+/// "This operation MUST send the specified signal to the container
+/// process", and runc's `--all`: to every process of the container. The
+/// init ignores TERM, a second process traps it: a plain kill reaches only
+/// the init (the trap never runs), `kill --all` reaches both (the trap runs,
+/// the init keeps running).
+#[test]
+fn kill_all_reaches_every_process_and_plain_kill_only_the_init() {
+    let mut env = Env::new("killall");
+    let id = env.id("c");
+    // The init ignores TERM only once the child runs: a signal ignored on
+    // entry to a shell cannot be trapped there.
+    let script = "sh -c \"trap 'echo term > /tmp/child; exit 0' TERM; touch /tmp/child-ready; \
+                          while :; do sleep 0.05; done\" & \
+                  trap '' TERM; touch /tmp/init-ready; while :; do sleep 0.05; done";
+    let bundle = env.bundle(&id, &["sh", "-c", script]);
+    env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
+    let pid = env.pid(&id);
+    assert!(
+        wait_file(pid, "/tmp/child-ready").is_some(),
+        "child never started"
+    );
+    assert!(
+        wait_file(pid, "/tmp/init-ready").is_some(),
+        "init trap never set"
+    );
+
+    env.ok(&["kill", &id, "TERM"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        read_in(pid, "/tmp/child"),
+        None,
+        "plain kill reached the child"
+    );
+    assert_eq!(env.status(&id), "running", "the init ignores TERM");
+
+    env.ok(&["kill", "--all", &id, "TERM"]);
+    assert_eq!(wait_file(pid, "/tmp/child").as_deref(), Some("term\n"));
+    assert_eq!(env.status(&id), "running", "the init still ignores TERM");
+    env.ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+}
