@@ -28,7 +28,7 @@ use crate::{Error, Result};
 pub const PREFIX: &str = "org.sbx-oci.network.";
 /// `none`, `allowlist` or `full`.
 pub const MODE: &str = "org.sbx-oci.network.mode";
-/// Comma-separated allowlist entries.
+/// Allowlist entries, separated by commas or spaces.
 pub const ALLOW: &str = "org.sbx-oci.network.allow";
 /// Comma-separated resolver addresses.
 pub const DNS: &str = "org.sbx-oci.network.dns";
@@ -177,9 +177,11 @@ pub fn from_annotations(ann: &BTreeMap<String, String>) -> Result<Option<(Mode, 
             "unknown annotation {k:?} (known: {MODE}, {ALLOW}, {DNS})"
         )));
     }
+    // Commas or spaces: podman's --annotation splits its value at commas
+    // unless the whole KEY=VALUE is quoted, so "a b" is easier to write.
     let list = |key: &str| -> Option<Vec<String>> {
         ann.get(key).map(|v| {
-            v.split(',')
+            v.split([',', ' ', '\t', '\n'])
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
@@ -249,7 +251,7 @@ mod tests {
     fn annotations() {
         assert_eq!(from_annotations(&ann(&[("x", "y")])).unwrap(), None);
         let (mode, file) = from_annotations(&ann(&[
-            (ALLOW, "10.0.0.1:80, [fd00::1]:443,udp://10.0.0.0/8:53"),
+            (ALLOW, "10.0.0.1:80, [fd00::1]:443 udp://10.0.0.0/8:53"),
             (DNS, "10.0.0.53"),
         ]))
         .unwrap()
