@@ -15,11 +15,17 @@
 //! transaction. Any failure exits non-zero with one line on stderr, and
 //! libcontainer then fails `create` and removes the container: fail closed.
 //!
-//! Modes: `full` installs nothing; `none` in a namespace the runtime makes
-//! needs nothing (it only has loopback), and in a namespace the client made
-//! (a `path`) installs an empty allowlist (loopback only); `allowlist` always
-//! installs. A config that shares the host's network namespace is refused
-//! for `none` and `allowlist`: sbx-oci never filters the host.
+//! Modes, in a namespace the client made (a `path`): `full` needs nothing,
+//! `none` installs an empty allowlist (loopback only), `allowlist` installs
+//! the policy. In a namespace the runtime makes: `none` needs nothing (it
+//! has only loopback); `allowlist` and `full` get a way out as well
+//! ([`crate::uplink`]: a veth pair, addresses, NAT), after the rules. A
+//! config that shares the host's network namespace is refused for `none` and
+//! `allowlist`: sbx-oci never filters the host.
+//!
+//! Sandboxes with `allowlist` or `full` carry this hook in their own config
+//! (see `sandbox::translate`), with `--down` as a poststop hook, so that
+//! another runtime running their bundle enforces and cleans up the same.
 
 use std::collections::BTreeMap;
 use std::fs::File;
