@@ -13,8 +13,13 @@ pub fn delete(ctx: &Context, args: &cli::Delete) -> Result<()> {
     let mut container = match ctx.store.load(id) {
         Ok(c) => c,
         // A half-created container has a directory but no state: --force
-        // clears it away.
-        Err(Error::NotFound(_)) if args.force => return ctx.store.remove(id),
+        // clears it away, with any NAT entries a crash left for its id.
+        Err(Error::NotFound(_)) if args.force => {
+            if let Err(e) = crate::uplink::detach(id) {
+                tracing::warn!("cannot remove the network leftovers of {id:?}: {e}");
+            }
+            return ctx.store.remove(id);
+        }
         Err(err) => return Err(err),
     };
     if container.status() != ContainerStatus::Stopped && !args.force {
