@@ -255,3 +255,55 @@ fn netpolicy_rulesets_match_their_golden_files() {
         );
     }
 }
+
+/// The host's table of standalone sandboxes, rendered as nft text,
+/// compared with tests/golden/hostnet.nft.
+#[test]
+fn host_ruleset_matches_its_golden_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let got = sbx_oci::netpolicy::host_ruleset().to_string();
+    let golden = root.join("tests/golden/hostnet.nft");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden)
+        .unwrap_or_else(|_| panic!("no {}: run with UPDATE_GOLDEN=1", golden.display()));
+    assert_eq!(got, want, "host table differs from {}", golden.display());
+}
+
+/// Every golden .nft file is a ruleset nft and the kernel accept:
+/// `nft -c -f` (the kernel validates the transaction, then aborts it), in
+/// a network namespace of its own. Needs root and nft; skipped without.
+#[test]
+fn golden_nft_files_pass_nft_check() {
+    if !nix::unistd::geteuid().is_root()
+        || std::process::Command::new("nft")
+            .arg("-v")
+            .output()
+            .is_err()
+    {
+        eprintln!("skipped: `nft -c` needs root and nft(8)");
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "nft") {
+            continue;
+        }
+        let out = std::process::Command::new("unshare")
+            .args(["--net", "nft", "-c", "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nft -c -f {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "the golden .nft files are there");
+}
