@@ -1083,7 +1083,14 @@ pub struct Dropped {
     pub bytes: u64,
 }
 
-fn dropped_with(sock: &Socket, table: &str, set: &str) -> Result<Vec<Dropped>> {
+/// The elements of a set, each given to `f` as its key and its attributes;
+/// what `f` returns is kept.
+fn set_dump<T>(
+    sock: &Socket,
+    table: &str,
+    set: &str,
+    mut f: impl FnMut(&[u8], &[(u16, &[u8])]) -> Option<T>,
+) -> Result<Vec<T>> {
     let msgs = dump(
         sock,
         &format!("read set {set} of table inet {table}"),
@@ -1100,39 +1107,48 @@ fn dropped_with(sock: &Socket, table: &str, set: &str) -> Result<Vec<Dropped>> {
         };
         for (_, el) in attrs(list) {
             let el = attrs(el);
-            let Some(key) =
+            if let Some(key) =
                 find(&el, NFTA_SET_ELEM_KEY).and_then(|k| find(&attrs(k), NFTA_DATA_VALUE))
-            else {
-                continue;
-            };
-            let addr_len = if key.len() == 12 { 4 } else { 16 };
-            if key.len() != addr_len + 8 {
-                continue;
+            {
+                out.extend(f(key, &el));
             }
-            let addr: IpAddr = if addr_len == 4 {
-                Ipv4Addr::from(<[u8; 4]>::try_from(&key[..4]).unwrap()).into()
-            } else {
-                Ipv6Addr::from(<[u8; 16]>::try_from(&key[..16]).unwrap()).into()
-            };
-            // One counter: in NFTA_SET_ELEM_EXPR, or the first of the list.
-            let count = find(&el, NFTA_SET_ELEM_EXPR)
-                .or_else(|| {
-                    find(&el, NFTA_SET_ELEM_EXPRESSIONS)
-                        .and_then(|l| attrs(l).first().map(|(_, d)| *d))
-                })
-                .and_then(|e| find(&attrs(e), NFTA_EXPR_DATA))
-                .map(counter_data)
-                .unwrap_or_default();
-            out.push(Dropped {
-                addr,
-                proto: key[addr_len],
-                port: u16::from_be_bytes([key[addr_len + 4], key[addr_len + 5]]),
-                packets: count.packets,
-                bytes: count.bytes,
-            });
         }
     }
     Ok(out)
+}
+
+/// An IPv4 or IPv6 address from its 4 or 16 bytes.
+fn addr_of(b: &[u8]) -> Option<IpAddr> {
+    match b.len() {
+        4 => Some(Ipv4Addr::from(<[u8; 4]>::try_from(b).ok()?).into()),
+        16 => Some(Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?).into()),
+        _ => None,
+    }
+}
+
+fn dropped_with(sock: &Socket, table: &str, set: &str) -> Result<Vec<Dropped>> {
+    set_dump(sock, table, set, |key, el| {
+        let addr_len = if key.len() == 12 { 4 } else { 16 };
+        if key.len() != addr_len + 8 {
+            return None;
+        }
+        let addr = addr_of(&key[..addr_len])?;
+        // One counter: in NFTA_SET_ELEM_EXPR, or the first of the list.
+        let count = find(el, NFTA_SET_ELEM_EXPR)
+            .or_else(|| {
+                find(el, NFTA_SET_ELEM_EXPRESSIONS).and_then(|l| attrs(l).first().map(|(_, d)| *d))
+            })
+            .and_then(|e| find(&attrs(e), NFTA_EXPR_DATA))
+            .map(counter_data)
+            .unwrap_or_default();
+        Some(Dropped {
+            addr,
+            proto: key[addr_len],
+            port: u16::from_be_bytes([key[addr_len + 4], key[addr_len + 5]]),
+            packets: count.packets,
+            bytes: count.bytes,
+        })
+    })
 }
 
 /// The reference applier: the ruleset's nft text through `nft -f -`, with

@@ -51,6 +51,20 @@ fn host() -> HostLayout {
     HostLayout { kinds, env }
 }
 
+/// Compares `got` with tests/golden/`file` (rewritten first under
+/// UPDATE_GOLDEN=1).
+fn check_golden(file: &str, got: &str) {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(file);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden)
+        .unwrap_or_else(|_| panic!("no {}: run with UPDATE_GOLDEN=1", golden.display()));
+    assert_eq!(got, want, "{file} differs from {}", golden.display());
+}
+
 fn translated(spec: &SandboxSpec) -> Value {
     let resolved = spec.resolve();
     validate(&resolved).unwrap();
@@ -68,18 +82,7 @@ fn example_specs_match_their_golden_files() {
         let spec: SandboxSpec =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let got = serde_json::to_string_pretty(&translated(&spec)).unwrap() + "\n";
-        let golden = root.join("tests/golden").join(format!("{name}.json"));
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&golden, &got).unwrap();
-        }
-        let want = std::fs::read_to_string(&golden)
-            .unwrap_or_else(|_| panic!("no {}: run with UPDATE_GOLDEN=1", golden.display()));
-        assert_eq!(
-            got,
-            want,
-            "{name}: translation differs from {}",
-            golden.display()
-        );
+        check_golden(&format!("{name}.json"), &got);
         checked += 1;
     }
     assert!(checked >= 3, "the example specs are there");
@@ -236,23 +239,9 @@ fn netpolicy_rulesets_match_their_golden_files() {
             ),
         ),
     ];
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for (name, p) in cases {
         let got = compile(&p).unwrap().to_string();
-        let golden = root
-            .join("tests/golden")
-            .join(format!("netpolicy-{name}.nft"));
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&golden, &got).unwrap();
-        }
-        let want = std::fs::read_to_string(&golden)
-            .unwrap_or_else(|_| panic!("no {}: run with UPDATE_GOLDEN=1", golden.display()));
-        assert_eq!(
-            got,
-            want,
-            "{name}: ruleset differs from {}",
-            golden.display()
-        );
+        check_golden(&format!("netpolicy-{name}.nft"), &got);
     }
 }
 
@@ -260,15 +249,10 @@ fn netpolicy_rulesets_match_their_golden_files() {
 /// compared with tests/golden/hostnet.nft.
 #[test]
 fn host_ruleset_matches_its_golden_file() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let got = sbx_oci::netpolicy::host_ruleset().to_string();
-    let golden = root.join("tests/golden/hostnet.nft");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&golden, &got).unwrap();
-    }
-    let want = std::fs::read_to_string(&golden)
-        .unwrap_or_else(|_| panic!("no {}: run with UPDATE_GOLDEN=1", golden.display()));
-    assert_eq!(got, want, "host table differs from {}", golden.display());
+    check_golden(
+        "hostnet.nft",
+        &sbx_oci::netpolicy::host_ruleset().to_string(),
+    );
 }
 
 /// Every golden .nft file is a ruleset nft and the kernel accept:

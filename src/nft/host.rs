@@ -198,42 +198,12 @@ fn read_state(sock: &Socket) -> Result<Option<HostState>> {
     Ok(Some(state))
 }
 
-fn addr_of(b: &[u8]) -> Option<IpAddr> {
-    match b.len() {
-        4 => Some(Ipv4Addr::from(<[u8; 4]>::try_from(b).ok()?).into()),
-        16 => Some(Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?).into()),
-        _ => None,
-    }
-}
-
 /// A set's elements: key and comment.
 fn set_contents(sock: &Socket, set: &str) -> Result<Vec<(Vec<u8>, Option<String>)>> {
-    let msgs = dump(
-        sock,
-        &format!("read set {set} of table inet {HOST_TABLE}"),
-        NFT_MSG_GETSETELEM,
-        |b| {
-            b.str(NFTA_SET_ELEM_LIST_TABLE, HOST_TABLE);
-            b.str(NFTA_SET_ELEM_LIST_SET, set);
-        },
-    )?;
-    let mut out = Vec::new();
-    for m in msgs {
-        let Some(list) = find(&attrs(&m), NFTA_SET_ELEM_LIST_ELEMENTS) else {
-            continue;
-        };
-        for (_, el) in attrs(list) {
-            let el = attrs(el);
-            let Some(key) =
-                find(&el, NFTA_SET_ELEM_KEY).and_then(|k| find(&attrs(k), NFTA_DATA_VALUE))
-            else {
-                continue;
-            };
-            let comment = find(&el, NFTA_SET_ELEM_USERDATA).and_then(udata_comment);
-            out.push((key.to_vec(), comment));
-        }
-    }
-    Ok(out)
+    set_dump(sock, HOST_TABLE, set, |key, el| {
+        let comment = find(el, NFTA_SET_ELEM_USERDATA).and_then(udata_comment);
+        Some((key.to_vec(), comment))
+    })
 }
 
 /// Creates the table with the elements of `p` (against an empty state),
