@@ -56,6 +56,20 @@ fn host() -> HostLayout {
     }
 }
 
+/// Compares `got` with tests/golden/`file` (rewritten first under
+/// UPDATE_GOLDEN=1).
+fn check_golden(file: &str, got: &str) {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(file);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden)
+        .unwrap_or_else(|_| panic!("no {}: run with UPDATE_GOLDEN=1", golden.display()));
+    assert_eq!(got, want, "{file} differs from {}", golden.display());
+}
+
 fn translated(spec: &SandboxSpec) -> Value {
     let resolved = spec.resolve();
     validate(&resolved).unwrap();
@@ -78,18 +92,7 @@ fn example_specs_match_their_golden_files() {
         let spec: SandboxSpec =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let got = serde_json::to_string_pretty(&translated(&spec)).unwrap() + "\n";
-        let golden = root.join("tests/golden").join(format!("{name}.json"));
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&golden, &got).unwrap();
-        }
-        let want = std::fs::read_to_string(&golden)
-            .unwrap_or_else(|_| panic!("no {}: run with UPDATE_GOLDEN=1", golden.display()));
-        assert_eq!(
-            got,
-            want,
-            "{name}: translation differs from {}",
-            golden.display()
-        );
+        check_golden(&format!("{name}.json"), &got);
         checked += 1;
     }
     assert!(checked >= 3, "the example specs are there");
@@ -246,22 +249,55 @@ fn netpolicy_rulesets_match_their_golden_files() {
             ),
         ),
     ];
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for (name, p) in cases {
         let got = compile(&p).unwrap().to_string();
-        let golden = root
-            .join("tests/golden")
-            .join(format!("netpolicy-{name}.nft"));
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&golden, &got).unwrap();
-        }
-        let want = std::fs::read_to_string(&golden)
-            .unwrap_or_else(|_| panic!("no {}: run with UPDATE_GOLDEN=1", golden.display()));
-        assert_eq!(
-            got,
-            want,
-            "{name}: ruleset differs from {}",
-            golden.display()
-        );
+        check_golden(&format!("netpolicy-{name}.nft"), &got);
     }
+}
+
+/// The host's table of standalone sandboxes, rendered as nft text,
+/// compared with tests/golden/hostnet.nft.
+#[test]
+fn host_ruleset_matches_its_golden_file() {
+    check_golden(
+        "hostnet.nft",
+        &sbx_oci::netpolicy::host_ruleset().to_string(),
+    );
+}
+
+/// Every golden .nft file is a ruleset nft and the kernel accept:
+/// `nft -c -f` (the kernel validates the transaction, then aborts it), in
+/// a network namespace of its own. Needs root and nft; skipped without.
+#[test]
+fn golden_nft_files_pass_nft_check() {
+    if !nix::unistd::geteuid().is_root()
+        || std::process::Command::new("nft")
+            .arg("-v")
+            .output()
+            .is_err()
+    {
+        eprintln!("skipped: `nft -c` needs root and nft(8)");
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "nft") {
+            continue;
+        }
+        let out = std::process::Command::new("unshare")
+            .args(["--net", "nft", "-c", "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nft -c -f {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "the golden .nft files are there");
 }

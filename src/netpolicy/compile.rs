@@ -9,7 +9,8 @@
 //!
 //! [`Ruleset`]'s `Display` is nft's own syntax, for review (golden files)
 //! and for `nft -f` as a reference applier; [`crate::nft`] sends the same
-//! model over netlink.
+//! model over netlink. The model also describes the host's table of
+//! standalone sandboxes ([`super::host`]).
 
 use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
@@ -84,6 +85,27 @@ pub enum Field {
     Ipv6Addr,
     InetProto,
     InetService,
+    /// An interface name: IFNAMSIZ bytes, zero-padded (see [`ifname_value`]).
+    IfName,
+}
+
+/// Bytes in an interface name, its terminating zero included.
+pub const IFNAMSIZ: usize = 16;
+
+/// An interface name as the value of a [`Field::IfName`]: its 16 bytes,
+/// zero-padded, read big-endian (so [`Field::encode`] gives the bytes back).
+/// Longer names are cut, as no interface has one.
+pub fn ifname_value(name: &str) -> u128 {
+    let mut b = [0u8; IFNAMSIZ];
+    let n = name.len().min(IFNAMSIZ - 1);
+    b[..n].copy_from_slice(&name.as_bytes()[..n]);
+    u128::from_be_bytes(b)
+}
+
+/// The name in an interface-name value or key field (up to the first zero).
+pub fn ifname_text(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
 impl Field {
@@ -94,6 +116,7 @@ impl Field {
             Field::Ipv6Addr => 16,
             Field::InetProto => 1,
             Field::InetService => 2,
+            Field::IfName => IFNAMSIZ,
         }
     }
 
@@ -104,6 +127,7 @@ impl Field {
             Field::Ipv6Addr => 8,
             Field::InetProto => 12,
             Field::InetService => 13,
+            Field::IfName => 41,
         }
     }
 
@@ -113,6 +137,7 @@ impl Field {
             Field::Ipv6Addr => "ipv6_addr",
             Field::InetProto => "inet_proto",
             Field::InetService => "inet_service",
+            Field::IfName => "ifname",
         }
     }
 
@@ -143,28 +168,36 @@ pub struct Set {
 /// What a rule looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Key {
+    Ip4Saddr,
     Ip4Daddr,
+    Ip6Saddr,
     Ip6Daddr,
     L4Proto,
     Dport,
+    /// The name of the interface the packet came in on.
+    IifName,
 }
 
 impl Key {
     pub fn field(self) -> Field {
         match self {
-            Key::Ip4Daddr => Field::Ipv4Addr,
-            Key::Ip6Daddr => Field::Ipv6Addr,
+            Key::Ip4Saddr | Key::Ip4Daddr => Field::Ipv4Addr,
+            Key::Ip6Saddr | Key::Ip6Daddr => Field::Ipv6Addr,
             Key::L4Proto => Field::InetProto,
             Key::Dport => Field::InetService,
+            Key::IifName => Field::IfName,
         }
     }
 
     fn nft(self) -> &'static str {
         match self {
+            Key::Ip4Saddr => "ip saddr",
             Key::Ip4Daddr => "ip daddr",
+            Key::Ip6Saddr => "ip6 saddr",
             Key::Ip6Daddr => "ip6 daddr",
             Key::L4Proto => "meta l4proto",
             Key::Dport => "th dport",
+            Key::IifName => "iifname",
         }
     }
 }
@@ -173,12 +206,66 @@ impl Key {
 pub enum Hook {
     Input,
     Output,
+    Forward,
+    Postrouting,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainType {
+    Filter,
+    Nat,
+}
+
+/// A base chain's priority, by nft's standard names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// 0
+    Filter,
+    /// 100: source NAT, after filtering.
+    Srcnat,
+}
+
+impl Priority {
+    pub fn value(self) -> i32 {
+        match self {
+            Priority::Filter => 0,
+            Priority::Srcnat => 100,
+        }
+    }
+}
+
+/// A chain's policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    Drop,
+}
+
+/// An interface name to compare with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfName {
+    /// The whole name.
+    Exact(&'static str),
+    /// Names that start with this (nft's `"prefix*"`): only these bytes
+    /// are compared.
+    Prefix(&'static str),
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IfName::Exact(n) => write!(f, "{n:?}"),
+            IfName::Prefix(p) => write!(f, "\"{p}*\""),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Match {
-    /// `iifname`/`oifname` (by the chain's direction) equals.
-    IfName(&'static str),
+    /// `iifname NAME`: the interface the packet came in on.
+    IifName(IfName),
+    /// `oifname NAME`: the interface the packet goes out on.
+    OifName(IfName),
     /// `ct state established,related`.
     EstablishedRelated,
     /// `icmpv6 type FIRST-LAST`.
@@ -193,6 +280,8 @@ pub enum Statement {
     Counter(&'static str),
     /// `update @set { KEY . KEY ... }`.
     Update(&'static str, Vec<Key>),
+    /// `masquerade`: source NAT to the outgoing interface's address.
+    Masquerade,
     Accept,
     Drop,
 }
@@ -203,11 +292,14 @@ pub struct Rule {
     pub statements: Vec<Statement>,
 }
 
-/// A base chain: type filter, priority 0, policy drop.
+/// A base chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chain {
     pub name: &'static str,
+    pub kind: ChainType,
     pub hook: Hook,
+    pub priority: Priority,
+    pub policy: Verdict,
     pub rules: Vec<Rule>,
 }
 
@@ -325,7 +417,7 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
     };
     let output = vec![
         rule(
-            vec![Match::IfName("lo")],
+            vec![Match::OifName(IfName::Exact("lo"))],
             vec![Counter("out_loopback"), Accept],
         ),
         rule(
@@ -364,7 +456,7 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
     ];
     let input = vec![
         rule(
-            vec![Match::IfName("lo")],
+            vec![Match::IifName(IfName::Exact("lo"))],
             vec![Counter("in_loopback"), Accept],
         ),
         rule(
@@ -388,12 +480,18 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
         chains: vec![
             Chain {
                 name: "output",
+                kind: ChainType::Filter,
                 hook: Hook::Output,
+                priority: Priority::Filter,
+                policy: Verdict::Drop,
                 rules: output,
             },
             Chain {
                 name: "input",
+                kind: ChainType::Filter,
                 hook: Hook::Input,
+                priority: Priority::Filter,
+                policy: Verdict::Drop,
                 rules: input,
             },
         ],
@@ -585,17 +683,31 @@ impl fmt::Display for Ruleset {
             writeln!(f, "\t}}\n")?;
         }
         for (i, c) in self.chains.iter().enumerate() {
+            let kind = match c.kind {
+                ChainType::Filter => "filter",
+                ChainType::Nat => "nat",
+            };
             let hook = match c.hook {
                 Hook::Input => "input",
                 Hook::Output => "output",
+                Hook::Forward => "forward",
+                Hook::Postrouting => "postrouting",
+            };
+            let priority = match c.priority {
+                Priority::Filter => "filter",
+                Priority::Srcnat => "srcnat",
+            };
+            let policy = match c.policy {
+                Verdict::Accept => "accept",
+                Verdict::Drop => "drop",
             };
             writeln!(f, "\tchain {} {{", c.name)?;
             writeln!(
                 f,
-                "\t\ttype filter hook {hook} priority filter; policy drop;"
+                "\t\ttype {kind} hook {hook} priority {priority}; policy {policy};"
             )?;
             for r in &c.rules {
-                writeln!(f, "\t\t{}", rule_text(c.hook, r))?;
+                writeln!(f, "\t\t{}", rule_text(r))?;
             }
             writeln!(f, "\t}}")?;
             if i + 1 < self.chains.len() {
@@ -606,15 +718,13 @@ impl fmt::Display for Ruleset {
     }
 }
 
-fn rule_text(hook: Hook, r: &Rule) -> String {
+fn rule_text(r: &Rule) -> String {
     let keys = |k: &[Key]| k.iter().map(|k| k.nft()).collect::<Vec<_>>().join(" . ");
     let mut words = Vec::new();
     for m in &r.matches {
         words.push(match m {
-            Match::IfName(name) => match hook {
-                Hook::Input => format!("iifname {name:?}"),
-                Hook::Output => format!("oifname {name:?}"),
-            },
+            Match::IifName(name) => format!("iifname {name}"),
+            Match::OifName(name) => format!("oifname {name}"),
             Match::EstablishedRelated => "ct state established,related".into(),
             Match::Icmpv6Types(a, b) => format!("icmpv6 type {a}-{b}"),
             Match::InSet(k, set) => format!("{} @{set}", keys(k)),
@@ -624,6 +734,7 @@ fn rule_text(hook: Hook, r: &Rule) -> String {
         words.push(match s {
             Statement::Counter(name) => format!("counter name {name:?}"),
             Statement::Update(set, k) => format!("update @{set} {{ {} }}", keys(k)),
+            Statement::Masquerade => "masquerade".into(),
             Statement::Accept => "accept".into(),
             Statement::Drop => "drop".into(),
         });
@@ -670,6 +781,7 @@ fn element_text(fields: &[Field], e: &Element) -> String {
                 }
             )
             .unwrap(),
+            Field::IfName => write!(s, "{:?}", ifname_text(&a.to_be_bytes())).unwrap(),
         }
         parts.push(s);
     }
@@ -865,7 +977,7 @@ mod tests {
                     .statements
                     .iter()
                     .any(|s| matches!(s, Statement::Counter(_)));
-                assert_eq!(verdict, counted, "{}", rule_text(c.hook, rule));
+                assert_eq!(verdict, counted, "{}", rule_text(rule));
             }
             assert!(matches!(
                 c.rules.last().unwrap().statements[..],

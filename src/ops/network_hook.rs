@@ -221,7 +221,7 @@ fn run(args: &cli::NetworkHook) -> Result<i32> {
             t_compiled - t_resolved,
             apply_time,
         );
-        close_later(socket);
+        socket.close_later();
     }
     if let Some(pools) = &file.uplink {
         let up = uplink::attach(id, &ns, pools)?;
@@ -229,41 +229,6 @@ fn run(args: &cli::NetworkHook) -> Result<i32> {
     }
     tracing::debug!("network hook: total {:?}", t0.elapsed());
     Ok(0)
-}
-
-/// Lets a child close the netlink socket after this process has exited.
-/// The last close of a socket that made a transaction waits for the kernel
-/// to free the old objects (an RCU grace period: 11-14 ms measured here,
-/// while the rules are already in force), and a process's exit closes its
-/// files before its parent learns it exited: `create` would wait for it.
-/// A child that holds the socket until we are gone takes that wait off the
-/// path. Best effort: if fork fails we simply pay it.
-fn close_later(socket: nft::Netlink) {
-    let parent = nix::unistd::getpid();
-    // SAFETY: the child only calls async-signal-safe functions (close,
-    // getppid, nanosleep, _exit); the scoped thread has been joined.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            // Hold no pipe of the caller open.
-            for fd in 0..3 {
-                unsafe { libc::close(fd) };
-            }
-            // At most 1 s: then exit (and close) anyway.
-            for _ in 0..2000 {
-                if nix::unistd::getppid() != parent {
-                    break;
-                }
-                let ts = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 500_000,
-                };
-                unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
-            }
-            drop(socket);
-            unsafe { libc::_exit(0) };
-        }
-        _ => std::mem::forget(socket),
-    }
 }
 
 /// Applies `rules` in the network namespace `ns`, from a thread of its own

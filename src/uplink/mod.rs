@@ -25,35 +25,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use plan::{ALIAS_PREFIX, GATEWAY4, GATEWAY6, LINK_PREFIX, PEER};
+use plan::{ALIAS_PREFIX, GATEWAY4, GATEWAY6, PEER};
 pub use plan::{Pool, Pools, link_name};
 
 use crate::rtnl::Rtnl;
-use crate::{Error, Result};
-
-// TEMPORARY until the host table lands (branch hostnft).
-mod nft {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-    pub struct HostElement {
-        pub link: String,
-        pub addr: IpAddr,
-        pub owner: String,
-    }
-    pub fn host_attach(
-        _l: &str,
-        _a: Option<Ipv4Addr>,
-        _b: Option<Ipv6Addr>,
-        _o: &str,
-    ) -> crate::Result<()> {
-        Ok(())
-    }
-    pub fn host_detach(_l: &str) -> crate::Result<usize> {
-        Ok(0)
-    }
-    pub fn host_elements() -> crate::Result<Vec<HostElement>> {
-        Ok(vec![])
-    }
-}
+use crate::{Error, Result, nft};
 
 /// How many addresses of a pool are tried before it counts as full.
 const TRIES: u64 = 65_536;
@@ -79,7 +55,12 @@ pub fn attach(id: &str, netns: &File, pools: &Pools) -> Result<Uplink> {
     let link = link_name(id);
     enable_forwarding(pools.ipv6.is_some())?;
     let mut rt = Rtnl::open()?;
-    match rt.add_veth(&link, &format!("{ALIAS_PREFIX}{id}"), PEER, netns.as_fd()) {
+    match rt.add_veth(
+        &link,
+        &format!("{ALIAS_PREFIX}{}", owner(id)),
+        PEER,
+        netns.as_fd(),
+    ) {
         Err(Error::Uplink { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {
             let op = if rt.index(&link)?.is_some() {
                 format!(
@@ -125,7 +106,7 @@ fn attach_made(rt: &mut Rtnl, id: &str, link: &str, netns: &File, pools: &Pools)
             }
         }
     };
-    nft::host_attach(link, Some(ipv4), ipv6, id)?;
+    nft::host_attach(link, Some(ipv4), ipv6, owner(id))?;
     let up = Uplink {
         link: link.to_owned(),
         ipv4,
@@ -133,6 +114,12 @@ fn attach_made(rt: &mut Rtnl, id: &str, link: &str, netns: &File, pools: &Pools)
     };
     inside(netns, &up)?;
     Ok(up)
+}
+
+/// The id as the link's alias and the table's comments carry it: ids are
+/// ASCII and at most 1024 bytes, comments at most 128.
+fn owner(id: &str) -> &str {
+    &id[..id.len().min(crate::netpolicy::host::OWNER_MAX)]
 }
 
 /// Takes the first free address of `pool` for link `index`: the first
@@ -220,7 +207,10 @@ fn inside(netns: &File, up: &Uplink) -> Result<()> {
 /// for the kernel to unregister it (40-45 ms measured) for work the
 /// namespace's teardown does anyway, off everyone's path.
 pub fn detach(id: &str) -> Result<bool> {
-    Ok(nft::host_detach(&link_name(id))? > 0)
+    let nl = nft::Netlink::open()?;
+    let had = nft::host_detach_on(&nl, &link_name(id))? > 0;
+    nl.close_later();
+    Ok(had)
 }
 
 /// What [`gc`] removed.
@@ -231,24 +221,14 @@ pub struct Collected {
 }
 
 /// Removes host table entries of sandboxes whose link no longer exists
-/// (their namespace died without a `delete`).
+/// (their namespace died without a `delete`), under the table's lock, so a
+/// sandbox attached again under the same name meanwhile is left alone.
 pub fn gc() -> Result<Collected> {
-    let links: Vec<String> = Rtnl::open()?.links()?.into_iter().map(|l| l.name).collect();
-    let mut out = Collected::default();
-    let mut stale: Vec<String> = Vec::new();
-    for e in nft::host_elements()? {
-        if !e.link.starts_with(LINK_PREFIX) || links.contains(&e.link) {
-            continue;
-        }
-        if !stale.contains(&e.link) {
-            stale.push(e.link.clone());
-        }
-        out.nat.push((e.link, e.addr, e.owner));
-    }
-    for link in stale {
-        nft::host_detach(&link)?;
-    }
-    Ok(out)
+    let nat = nft::host_collect()?
+        .into_iter()
+        .map(|e| (e.link, e.addr, e.owner))
+        .collect();
+    Ok(Collected { nat })
 }
 
 /// Turns on IPv4 (and, with an IPv6 pool, IPv6) forwarding if it is off.

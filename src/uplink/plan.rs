@@ -12,7 +12,7 @@ use crate::netpolicy::Cidr;
 
 /// Every host-side link of a sandbox starts with this; the host table
 /// matches it as a prefix.
-pub const LINK_PREFIX: &str = "sbx-";
+pub use crate::netpolicy::host::LINK_PREFIX;
 /// The sandbox's side of the pair.
 pub const PEER: &str = "eth0";
 /// The sandbox's next hop, IPv4: a link-local address every host-side link
