@@ -111,6 +111,9 @@ pub enum Hooks {
     /// Install a network policy in the namespace of the container whose
     /// OCI state is on stdin (see ops::network_hook)
     Network(NetworkHook),
+    /// Delete the host's sandbox NAT table if no sandbox is in it (started
+    /// in the background when the last one leaves; see uplink)
+    Sweep,
 }
 
 #[derive(Args, Debug, Clone)]

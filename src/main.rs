@@ -56,6 +56,7 @@ fn dispatch(g: &sbx_oci::cli::Global, command: Command) -> Result<i32> {
         Command::Spec(args) => return ops::spec::spec(args).map(|_| 0),
         Command::Hook(args) => return ops::hook::hook(args),
         Command::Hooks(Hooks::Network(args)) => return ops::network_hook::hook(args),
+        Command::Hooks(Hooks::Sweep) => return sbx_oci::nft::host_sweep().map(|_| 0),
         Command::Features => {
             let doc = serde_json::to_string_pretty(&ops::features::features()).unwrap_or_default();
             let _ = writeln!(stdout, "{doc}");

@@ -28,7 +28,10 @@ use crate::{Error, Result};
 pub mod host;
 
 pub use crate::netpolicy::host::HostElement;
-pub use host::{HOST_LOCK, host_attach, host_collect, host_detach, host_detach_on, host_elements};
+pub use host::{
+    Detached, HOST_LOCK, host_attach, host_attach_on, host_collect, host_detach, host_detach_on,
+    host_elements, host_sweep,
+};
 
 // linux/netfilter/nfnetlink.h, nf_tables.h, netfilter.h (uapi: stable).
 const NFNL_SUBSYS_NFTABLES: u16 = 10;

@@ -34,6 +34,19 @@ pub fn host_attach(
     v6: Option<Ipv6Addr>,
     owner: &str,
 ) -> Result<()> {
+    host_attach_on(&Netlink::open()?, link, v4, v6, owner)
+}
+
+/// [`host_attach`] on `nl`, for a caller that closes it later (see
+/// [`Netlink::close_later`]): closing after creating the table waits for
+/// the kernel.
+pub fn host_attach_on(
+    nl: &Netlink,
+    link: &str,
+    v4: Option<Ipv4Addr>,
+    v6: Option<Ipv6Addr>,
+    owner: &str,
+) -> Result<()> {
     check_link(link)?;
     check_owner(owner)?;
     let attach: Vec<HostElement> = [v4.map(IpAddr::from), v6.map(IpAddr::from)]
@@ -54,34 +67,90 @@ pub fn host_attach(
         check_addr(e.addr)?;
     }
     let op = format!("attach {link} to table inet {HOST_TABLE}");
-    locked(&op, |sock| match read_state(sock)? {
-        None => create(sock, &plan(&HostState::default(), link, &attach)),
-        Some(state) => change(sock, &plan(&state, link, &attach)),
-    })
+    let _lock = lock().map_err(|e| within(&op, e))?;
+    let sock = &nl.0;
+    match read_state(sock) {
+        Ok(None) => create(sock, &plan(&HostState::default(), link, &attach)),
+        Ok(Some(state)) => change(sock, &plan(&state, link, &attach)),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| within(&op, e))
 }
 
 /// Removes every element of `link` from the host table, and the table
 /// once nothing is left in it. Returns how many addresses `link` had;
 /// no table, or nothing for `link`, is `Ok(0)`.
 pub fn host_detach(link: &str) -> Result<usize> {
-    host_detach_on(&Netlink::open()?, link)
+    let d = host_detach_on(&Netlink::open()?, link)?;
+    if d.table_empty {
+        host_sweep()?;
+    }
+    Ok(d.removed)
 }
 
-/// [`host_detach`] on `nl`, for a caller that closes it later (see
-/// [`Netlink::close_later`]): closing after a deletion waits ~15 ms.
-pub fn host_detach_on(nl: &Netlink, link: &str) -> Result<usize> {
+/// What [`host_detach_on`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Detached {
+    /// How many addresses the link had.
+    pub removed: usize,
+    /// The table is there with nothing in it: [`host_sweep`] removes it.
+    pub table_empty: bool,
+}
+
+/// Removes every element of `link`, on `nl`, for a caller that closes it
+/// later (see [`Netlink::close_later`]: closing after a deletion waits ~15
+/// ms). The table stays, even empty: deleting it unregisters its chains
+/// from the kernel's hooks, which waits for RCU grace periods (~40 ms
+/// measured), so the caller leaves that to [`host_sweep`] off its path.
+pub fn host_detach_on(nl: &Netlink, link: &str) -> Result<Detached> {
     check_link(link)?;
     let op = format!("detach {link} from table inet {HOST_TABLE}");
     let _lock = lock().map_err(|e| within(&op, e))?;
     let sock = &nl.0;
     (|| {
         let Some(state) = read_state(sock)? else {
-            return Ok(0);
+            return Ok(Detached {
+                removed: 0,
+                table_empty: false,
+            });
         };
-        change(sock, &plan(&state, link, &[]))?;
-        Ok(state.links.iter().filter(|e| e.link == link).count())
+        let removed = state.links.iter().filter(|e| e.link == link).count();
+        let mut p = plan(&state, link, &[]);
+        let table_empty = p.delete_table;
+        if table_empty {
+            // Everything there is this link's (or stray): empty the sets.
+            p = HostPlan {
+                del_links: state.links.clone(),
+                del_nat: state.nat.clone(),
+                ..HostPlan::default()
+            };
+        }
+        change(sock, &p)?;
+        Ok(Detached {
+            removed,
+            table_empty,
+        })
     })()
     .map_err(|e| within(&op, e))
+}
+
+/// Deletes the host table if it has no sandbox in it (decided under the
+/// lock, so a sandbox attached meanwhile keeps it). Returns whether it did.
+pub fn host_sweep() -> Result<bool> {
+    let op = format!("sweep table inet {HOST_TABLE}");
+    locked(&op, |sock| match read_state(sock)? {
+        Some(state) if state.links.is_empty() => {
+            change(
+                sock,
+                &HostPlan {
+                    delete_table: true,
+                    ..HostPlan::default()
+                },
+            )?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    })
 }
 
 /// Every sandbox address in the host table (`links4`, `links6`); none

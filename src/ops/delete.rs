@@ -15,7 +15,7 @@ pub fn delete(ctx: &Context, args: &cli::Delete) -> Result<()> {
         // A half-created container has a directory but no state: --force
         // clears it away, with any NAT entries a crash left for its id.
         Err(Error::NotFound(_)) if args.force => {
-            if let Err(e) = crate::uplink::detach(id) {
+            if let Err(e) = crate::uplink::detach_and_sweep(id) {
                 tracing::warn!("cannot remove the network leftovers of {id:?}: {e}");
             }
             return ctx.store.remove(id);

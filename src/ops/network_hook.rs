@@ -187,7 +187,7 @@ fn run(args: &cli::NetworkHook) -> Result<i32> {
     let file = PolicyFile::load(&args.policy)?;
     if args.down {
         if file.uplink.is_some() {
-            uplink::detach(id)?;
+            uplink::detach_and_sweep(id)?;
         }
         return Ok(0);
     }
@@ -224,8 +224,10 @@ fn run(args: &cli::NetworkHook) -> Result<i32> {
         socket.close_later();
     }
     if let Some(pools) = &file.uplink {
-        let up = uplink::attach(id, &ns, pools)?;
+        let nl = nft::Netlink::open()?;
+        let up = uplink::attach(id, &ns, pools, &nl)?;
         tracing::debug!("network hook: {up:?}");
+        nl.close_later();
     }
     tracing::debug!("network hook: total {:?}", t0.elapsed());
     Ok(0)
@@ -317,7 +319,7 @@ pub fn remove_policy(state_dir: &Path, bundle: &Path) {
         // The namespace was the runtime's: nothing of ours is left in it,
         // but the host side of its way out may be.
         let id = state_dir.file_name().unwrap_or_default().to_string_lossy();
-        if let Err(e) = uplink::detach(&id) {
+        if let Err(e) = uplink::detach_and_sweep(&id) {
             let msg = format!("warning: cannot take down the network of {id:?}: {e}");
             tracing::warn!("{msg}");
             eprintln!("sbx-oci: {msg}");

@@ -21,7 +21,6 @@ pub mod plan;
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -51,7 +50,10 @@ fn uplink_err(op: impl Into<String>, source: std::io::Error) -> Error {
 
 /// Gives the sandbox `id`, whose network namespace is `netns`, its way
 /// out. On any error, everything made so far is taken down again.
-pub fn attach(id: &str, netns: &File, pools: &Pools) -> Result<Uplink> {
+///
+/// The host table is changed on `nl`, which the caller closes when it
+/// suits it (see `nft::Netlink::close_later`).
+pub fn attach(id: &str, netns: &File, pools: &Pools, nl: &nft::Netlink) -> Result<Uplink> {
     let link = link_name(id);
     enable_forwarding(pools.ipv6.is_some())?;
     let mut rt = Rtnl::open()?;
@@ -75,7 +77,7 @@ pub fn attach(id: &str, netns: &File, pools: &Pools) -> Result<Uplink> {
         }
         r => r?,
     }
-    let made = attach_made(&mut rt, id, &link, netns, pools);
+    let made = attach_made(&mut rt, id, &link, netns, pools, nl);
     if made.is_err() {
         let _ = rt.delete_link(&link);
         let _ = nft::host_detach(&link);
@@ -83,7 +85,14 @@ pub fn attach(id: &str, netns: &File, pools: &Pools) -> Result<Uplink> {
     made
 }
 
-fn attach_made(rt: &mut Rtnl, id: &str, link: &str, netns: &File, pools: &Pools) -> Result<Uplink> {
+fn attach_made(
+    rt: &mut Rtnl,
+    id: &str,
+    link: &str,
+    netns: &File,
+    pools: &Pools,
+    nl: &nft::Netlink,
+) -> Result<Uplink> {
     let index = rt.index(link)?.ok_or_else(|| {
         uplink_err(
             format!("find {link} after creating it"),
@@ -106,7 +115,7 @@ fn attach_made(rt: &mut Rtnl, id: &str, link: &str, netns: &File, pools: &Pools)
             }
         }
     };
-    nft::host_attach(link, Some(ipv4), ipv6, owner(id))?;
+    nft::host_attach_on(nl, link, Some(ipv4), ipv6, owner(id))?;
     let up = Uplink {
         link: link.to_owned(),
         ipv4,
@@ -198,19 +207,49 @@ fn inside(netns: &File, up: &Uplink) -> Result<()> {
 }
 
 /// Takes down what [`attach`] made for sandbox `id` once its processes are
-/// gone: its host table elements. Idempotent; returns whether there were
-/// any.
+/// gone: its host table elements. Idempotent.
 ///
 /// The link, its routes (and so the address claims) and addresses go with
 /// the sandbox's namespace, which the kernel tears down when its last
 /// process has exited. Deleting the link here would make the caller wait
 /// for the kernel to unregister it (40-45 ms measured) for work the
 /// namespace's teardown does anyway, off everyone's path.
-pub fn detach(id: &str) -> Result<bool> {
+///
+/// The table itself stays when this was its last sandbox
+/// ([`nft::Detached::table_empty`]): the caller runs [`sweep_later`].
+pub fn detach(id: &str) -> Result<nft::Detached> {
     let nl = nft::Netlink::open()?;
-    let had = nft::host_detach_on(&nl, &link_name(id))? > 0;
+    let d = nft::host_detach_on(&nl, &link_name(id))?;
     nl.close_later();
-    Ok(had)
+    Ok(d)
+}
+
+/// [`detach`], then [`sweep_later`] if the table is left empty.
+pub fn detach_and_sweep(id: &str) -> Result<()> {
+    if detach(id)?.table_empty {
+        sweep_later();
+    }
+    Ok(())
+}
+
+/// Starts `sbx-oci hook sweep` (not waited for), which deletes the host
+/// table if no sandbox is in it by then: that deletion waits ~40 ms for the
+/// kernel, which nobody needs to wait for. Best effort: `gc` also sweeps.
+pub fn sweep_later() {
+    use std::os::unix::process::CommandExt;
+    let Ok(exe) = crate::selfexe::host_path() else {
+        return;
+    };
+    let spawned = std::process::Command::new(exe)
+        .args(["hook", "sweep"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn();
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the host table sweep: {e}");
+    }
 }
 
 /// What [`gc`] removed.
@@ -228,6 +267,7 @@ pub fn gc() -> Result<Collected> {
         .into_iter()
         .map(|e| (e.link, e.addr, e.owner))
         .collect();
+    nft::host_sweep()?;
     Ok(Collected { nat })
 }
 
@@ -261,14 +301,4 @@ fn enable_forwarding(ipv6: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Times [`attach`] + [`detach`] for the benchmark: (set up, torn down).
-pub fn timed(id: &str, netns: &File, pools: &Pools) -> Result<(Duration, Duration)> {
-    let t = Instant::now();
-    attach(id, netns, pools)?;
-    let set_up = t.elapsed();
-    let t = Instant::now();
-    detach(id)?;
-    Ok((set_up, t.elapsed()))
 }
