@@ -101,9 +101,21 @@ impl Taken {
         let cwd = container.root.exists().then_some(container.root.as_path());
         for (i, hook) in self.hooks.iter().enumerate() {
             let one = vec![hook.clone()];
-            if let Err(err) =
-                libcontainer::hooks::run_hooks(Some(&one), Some(&container.state), cwd, None, None)
-            {
+            // Our own network teardown (a sandbox's poststop) runs here,
+            // without a process: what it would do, done the same way.
+            let result = match crate::ops::network_hook::own_down_hook(hook) {
+                Some(policy) => crate::ops::network_hook::down(&policy, container.id())
+                    .map_err(|e| e.to_string()),
+                None => libcontainer::hooks::run_hooks(
+                    Some(&one),
+                    Some(&container.state),
+                    cwd,
+                    None,
+                    None,
+                )
+                .map_err(|e| e.to_string()),
+            };
+            if let Err(err) = result {
                 let msg = format!(
                     "warning: {} hook {} ({}) of container {:?} failed: {err}; continuing",
                     self.stage.name(),
@@ -151,14 +163,14 @@ pub fn may_need_wrap(config: &[u8]) -> bool {
     has(b"\"prestart\"") || has(b"\"createRuntime\"")
 }
 
-/// Rewrites every prestart and createRuntime hook of `spec` to run through
-/// `sbx-oci hook` (see `ops::hook`), which gives it the state the spec wants:
-/// status "created" and `bundle` as the bundle. Returns whether any was.
 fn is_network_hook(hook: &serde_json::Value) -> bool {
     let args = hook.get("args").and_then(serde_json::Value::as_array);
     args.is_some_and(|a| a.len() > 2 && a[1] == "hook" && a[2] == "network")
 }
 
+/// Rewrites every prestart and createRuntime hook of `spec` to run through
+/// `sbx-oci hook` (see `ops::hook`), which gives it the state the spec wants:
+/// status "created" and `bundle` as the bundle. Returns whether any was.
 pub fn wrap_for_state(spec: &mut serde_json::Value, bundle: &Path) -> bool {
     use serde_json::Value;
     let mut wrapped = false;

@@ -145,6 +145,27 @@ pub fn hook(args: &cli::NetworkHook) -> Result<i32> {
     Err(Error::InvalidArgument(msg))
 }
 
+/// `hook network --down`: takes down the way out of container `id`.
+pub fn down(policy: &Path, id: &str) -> Result<()> {
+    if PolicyFile::load(policy)?.uplink.is_some() {
+        uplink::detach_and_sweep(id)?;
+    }
+    Ok(())
+}
+
+/// The policy file of a hook that is this binary's `hook network --down`
+/// (as a sandbox's config carries it), which sbx-oci runs in-process.
+pub fn own_down_hook(hook: &oci_spec::runtime::Hook) -> Option<PathBuf> {
+    let args = hook.args().as_ref()?;
+    let ours = args.len() == 6
+        && selfexe::host_path().is_ok_and(|exe| exe == *hook.path())
+        && args[1] == "hook"
+        && args[2] == "network"
+        && args[3] == "--policy"
+        && args[5] == "--down";
+    ours.then(|| PathBuf::from(&args[4]))
+}
+
 /// Where a failed hook leaves its message: `<policy file>.error`.
 pub fn error_file(policy: &Path) -> PathBuf {
     let mut name = policy.file_name().unwrap_or_default().to_os_string();
@@ -184,13 +205,10 @@ fn run(args: &cli::NetworkHook) -> Result<i32> {
     let id = state["id"]
         .as_str()
         .ok_or_else(|| Error::NetworkPolicy("the state has no id".into()))?;
-    let file = PolicyFile::load(&args.policy)?;
     if args.down {
-        if file.uplink.is_some() {
-            uplink::detach_and_sweep(id)?;
-        }
-        return Ok(0);
+        return down(&args.policy, id).map(|_| 0);
     }
+    let file = PolicyFile::load(&args.policy)?;
     let pid = state["pid"]
         .as_i64()
         .filter(|p| *p > 0)

@@ -48,8 +48,10 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
         ..Default::default()
     };
     let mut container = create_claimed(ctx, claim, &bundle, &create, true, Workload::Command)?;
+    // `delete --force`'s removal: poststop hooks as warnings, a networked
+    // sandbox's teardown in-process.
     let cleanup = |container: &mut libcontainer::container::Container| {
-        let _ = container.delete(true);
+        let _ = crate::ops::delete::delete_loaded(container, true);
         let _ = ctx.store.remove(&id);
     };
     let Some(pid) = container.pid() else {
