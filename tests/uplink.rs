@@ -415,3 +415,66 @@ fn gc_removes_what_a_crashed_runtime_left() {
     );
     assert_no_network_left(&id);
 }
+
+#[test]
+fn exposed_ports_are_open_from_the_host_and_stats_show_the_addresses() {
+    let env = Env::new("ulexpose");
+    let id = env.id("exp");
+    let spec = env.dir.join("spec.json");
+    std::fs::write(
+        &spec,
+        r#"{"network": {"mode": "allowlist", "dns": [], "expose": ["8080"]}}"#,
+    )
+    .unwrap();
+    env.ok(&["sandbox", "create", "--spec", spec.to_str().unwrap(), &id]);
+    // Two servers in the sandbox, only one of them exposed.
+    env.ok(&[
+        "sandbox",
+        "exec",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "for p in 8080 8081; do busybox nc -ll -p $p -e echo ok </dev/null >/dev/null 2>&1 & done",
+    ]);
+    let stats: serde_json::Value =
+        serde_json::from_str(&env.ok(&["sandbox", "stats", &id])).unwrap();
+    let net = &stats["network"];
+    assert_eq!(net["link"], link_name(&id).as_str(), "{stats}");
+    let addrs: Vec<IpAddr> = net["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(addrs.len(), 2, "{stats}");
+    let connect = |addr: IpAddr, port: u16| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        // The servers may still be starting: retry refusals, not silence.
+        loop {
+            match std::net::TcpStream::connect_timeout(
+                &SocketAddr::new(addr, port),
+                std::time::Duration::from_secs(1),
+            ) {
+                Ok(mut s) => {
+                    let mut buf = String::new();
+                    let _ = std::io::Read::read_to_string(&mut s, &mut buf);
+                    return buf.trim() == "ok";
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    if std::time::Instant::now() > deadline {
+                        return false;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(_) => return false,
+            }
+        }
+    };
+    for a in &addrs {
+        assert!(connect(*a, 8080), "exposed port at {a}");
+        assert!(!connect(*a, 8081), "port 8081 at {a} is not exposed");
+    }
+    env.ok(&["delete", "--force", &id]);
+    assert_no_network_left(&id);
+}

@@ -115,7 +115,7 @@ impl PolicyFile {
     }
 }
 
-fn parse_expose(s: &str) -> Result<(Proto, Ports)> {
+pub fn parse_expose(s: &str) -> Result<(Proto, Ports)> {
     let (proto, rest) = match s.split_once("://") {
         None => (Proto::Tcp, s),
         Some(("tcp", rest)) => (Proto::Tcp, rest),

@@ -282,8 +282,24 @@ pub fn stats(state_dir: &Path, pid: nix::unistd::Pid) -> Result<Option<Value>> {
     ]
     .into_iter()
     .find_map(|p| PolicyFile::load(&p).ok());
-    if policy.is_none_or(|p| p.mode == Mode::Full) {
+    let Some(policy) = policy else {
         return Ok(None);
+    };
+    let mut out = serde_json::Map::new();
+    if policy.uplink.is_some() {
+        // The sandbox's own addresses, as the host table has them.
+        let id = state_dir.file_name().unwrap_or_default().to_string_lossy();
+        let link = uplink::link_name(&id);
+        let addresses: Vec<String> = nft::host_elements()?
+            .into_iter()
+            .filter(|e| e.link == link)
+            .map(|e| e.addr.to_string())
+            .collect();
+        out.insert("link".into(), Value::from(link));
+        out.insert("addresses".into(), Value::from(addresses));
+    }
+    if policy.mode == Mode::Full {
+        return Ok(Some(Value::Object(out)));
     }
     let what = format!("the network namespace of process {pid}");
     let ns = File::open(format!("/proc/{pid}/ns/net"))
@@ -315,9 +331,9 @@ pub fn stats(state_dir: &Path, pid: nix::unistd::Pid) -> Result<Option<Value>> {
                     }));
                 }
             }
-            Ok(Some(
-                serde_json::json!({ "counters": counters, "dropped": dropped }),
-            ))
+            out.insert("counters".into(), Value::Object(counters));
+            out.insert("dropped".into(), Value::from(dropped));
+            Ok(Some(Value::Object(out)))
         })
         .join()
         .unwrap_or_else(|_| Err(Error::NetworkPolicy("the thread panicked".into())))

@@ -88,6 +88,10 @@ pub struct Network {
     /// Absent: the host's (from its resolv.conf); `[]`: none at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<Vec<String>>,
+    /// Inbound ports open to new connections (`[tcp://|udp://]PORT` or
+    /// `PORT-PORT`), from the host, at the sandbox's address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose: Vec<String>,
     /// Where the sandbox's IPv4 address comes from (default 10.199.0.0/16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4_pool: Option<String>,

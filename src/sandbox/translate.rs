@@ -260,7 +260,7 @@ fn network(r: &Resolved, host: &HostLayout) -> Result<Option<NetworkFiles>> {
             mode,
             allow: n.allow.clone(),
             dns,
-            expose: Vec::new(),
+            expose: n.expose.clone(),
             uplink: Some(pools(n)?),
         },
         resolv_conf,

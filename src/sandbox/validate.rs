@@ -140,6 +140,8 @@ fn network(n: &Network) -> Result<()> {
         NetworkMode::None => {
             let extra = if !n.allow.is_empty() {
                 Some("network.allow")
+            } else if !n.expose.is_empty() {
+                Some("network.expose")
             } else if has_dns {
                 Some("network.dns")
             } else if n.ipv4_pool.is_some() {
@@ -173,6 +175,16 @@ fn network(n: &Network) -> Result<()> {
                 format!("{entry:?}: {reason}"),
             ),
             e => e,
+        })?;
+    }
+    for (i, port) in n.expose.iter().enumerate() {
+        crate::netpolicy::file::parse_expose(port).map_err(|e| {
+            Error::spec(
+                format!("network.expose[{i}]"),
+                e.to_string()
+                    .trim_start_matches("network policy: ")
+                    .to_owned(),
+            )
         })?;
     }
     for (i, r) in n.dns.iter().flatten().enumerate() {
