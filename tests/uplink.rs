@@ -269,7 +269,9 @@ fn twenty_sandboxes_at_once_each_with_its_own_allowlist_and_address() {
                         run(
                             env,
                             &id,
-                            &["--allow", &allow, "--dns", "192.0.2.1"],
+                            // The test host as the resolver: no lookup is
+                            // made, and none could leave for elsewhere.
+                            &["--allow", &allow, "--dns", &target.to_string()],
                             &script,
                         ),
                     )
@@ -322,7 +324,7 @@ fn runc_running_a_sandbox_bundle_enforces_its_policy_and_cleans_up() {
         "--allow",
         &allow,
         "--dns",
-        "192.0.2.1",
+        &up.v4(2).to_string(),
         "--",
         "sh",
         "-c",
