@@ -44,6 +44,16 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     .unwrap()
 }
 
+/// Host `h` of test network `n` on `subnet`: 10.subnet.n.h.
+fn v4(subnet: u8, n: usize, h: u8) -> IpAddr {
+    format!("10.{subnet}.{n}.{h}").parse().unwrap()
+}
+
+/// Host `h` of test network `n` on `subnet`: fd00:subnet:n::h.
+fn v6(subnet: u8, n: usize, h: u8) -> IpAddr {
+    format!("fd00:{subnet}:{n:x}::{h}").parse().unwrap()
+}
+
 /// `sbx` (where a policy goes) and `peer` (the test host).
 pub struct Pair {
     pub sbx: String,
@@ -104,15 +114,11 @@ impl Pair {
     }
 
     pub fn v4(&self, h: u8) -> IpAddr {
-        format!("10.{}.{}.{h}", self.subnet, self.n)
-            .parse()
-            .unwrap()
+        v4(self.subnet, self.n, h)
     }
 
     pub fn v6(&self, h: u8) -> IpAddr {
-        format!("fd00:{}:{:x}::{h}", self.subnet, self.n)
-            .parse()
-            .unwrap()
+        v6(self.subnet, self.n, h)
     }
 
     /// A TCP server answering "ok" to each connection, in namespace `ns`.
@@ -313,15 +319,11 @@ impl Upstream {
     }
 
     pub fn v4(&self, h: u8) -> IpAddr {
-        format!("10.{}.{}.{h}", self.subnet, self.n)
-            .parse()
-            .unwrap()
+        v4(self.subnet, self.n, h)
     }
 
     pub fn v6(&self, h: u8) -> IpAddr {
-        format!("fd00:{}:{:x}::{h}", self.subnet, self.n)
-            .parse()
-            .unwrap()
+        v6(self.subnet, self.n, h)
     }
 
     pub fn tcp(&mut self, addr: SocketAddr) {
