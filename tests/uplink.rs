@@ -480,3 +480,31 @@ fn exposed_ports_are_open_from_the_host_and_stats_show_the_addresses() {
     env.ok(&["delete", "--force", &id]);
     assert_no_network_left(&id);
 }
+
+/// A plain bundle (not a sandbox) whose annotations ask for an allowlist in
+/// a namespace the runtime makes gets the same way out; `delete` takes it
+/// down (ctr without CNI, or `sbx-oci run` directly).
+#[test]
+fn annotations_on_a_runtime_made_namespace_get_a_way_out_too() {
+    let up = upstream();
+    let mut env = Env::new("ulann");
+    let id = env.id("ann");
+    let script = [
+        tcp_probe("allowed", up.v4(2), ALLOWED, 3),
+        tcp_probe("other_port", up.v4(2), OTHER, 1),
+    ]
+    .concat()
+    .replace("busybox nc", "nc");
+    let allow = format!("{}:{ALLOWED}", up.v4(2));
+    let dns = up.v4(2).to_string();
+    let bundle = env.bundle_with(&id, &["sh", "-c", &script], |c| {
+        c["annotations"] = serde_json::json!({
+            "org.sbx-oci.network.allow": allow,
+            "org.sbx-oci.network.dns": dns,
+        });
+    });
+    let out = env.ok(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+    expect(&out, &[("allowed", "open"), ("other_port", "closed")]);
+    env.assert_gone(&id);
+    assert_no_network_left(&id);
+}
