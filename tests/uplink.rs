@@ -408,7 +408,25 @@ fn gc_removes_what_a_crashed_runtime_left() {
         host_table().contains(&format!("\"{link}\"")),
         "the leftover is there"
     );
+    // Two half-created containers (a directory, no state): one from a crash
+    // long ago, one that could be a create in progress.
+    let (old, fresh) = (env.id("old"), env.id("fresh"));
+    for dir in [&old, &fresh] {
+        std::fs::create_dir_all(env.root.join(dir)).unwrap();
+    }
+    let st = Command::new("touch")
+        .args(["-d", "5 minutes ago"])
+        .arg(env.root.join(&old))
+        .status()
+        .unwrap();
+    assert!(st.success());
     let report: serde_json::Value = serde_json::from_str(&env.ok(&["gc"])).unwrap();
+    assert_eq!(report["half_created"], serde_json::json!([old]), "{report}");
+    assert!(!env.root.join(&old).exists());
+    assert!(
+        env.root.join(&fresh).exists(),
+        "a create in progress is left alone"
+    );
     let nat = report["nat_entries"].as_array().unwrap();
     assert!(
         nat.iter()
