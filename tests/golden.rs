@@ -75,7 +75,11 @@ fn translated(spec: &SandboxSpec) -> Value {
     validate(&resolved).unwrap();
     let bundle = Path::new("/run/sbx-oci/golden/@sandbox");
     let t = translate(&resolved, "golden", &host(), bundle).unwrap();
-    let mut out = json!({ "config": t.spec, "rootfs_plan": t.plan });
+    // Through oci_spec's `Spec`: the config must be one libcontainer accepts
+    // (and the golden files show it as the `Spec` serializes it).
+    let spec: oci_spec::runtime::Spec = serde_json::from_value(t.config)
+        .unwrap_or_else(|e| panic!("the translation is not a valid OCI config: {e}"));
+    let mut out = json!({ "config": spec, "rootfs_plan": t.plan });
     if let Some(net) = t.network {
         out["network"] = json!(net);
     }

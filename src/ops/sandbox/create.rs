@@ -15,10 +15,10 @@ pub fn create(ctx: &Context, args: &cli::SandboxCreate) -> Result<()> {
     store::validate_id(id)?;
     let command: Vec<String> = IDLE_ARGS.iter().map(|s| s.to_string()).collect();
     let bundle = bundle_dir(ctx, id);
-    let prepared = prepare(&args.spec, &command, id, &bundle)?;
+    let mut prepared = prepare(&args.spec, &command, id, &bundle)?;
     let claim = ctx.store.claim(id)?;
     let rootfs = root_of(ctx, &prepared)?;
-    write_config(&bundle, &prepared, &rootfs)?;
+    write_config(&bundle, &mut prepared, &rootfs)?;
     save_resolved(ctx, id, &prepared.resolved)?;
     let create = cli::Create {
         bundle: bundle.clone(),

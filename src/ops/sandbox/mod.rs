@@ -18,7 +18,6 @@ use libcontainer::container::Container;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
 use serde::Serialize;
 
 use super::{Context, wait_status};
@@ -38,7 +37,8 @@ const RESOLVED_FILE: &str = "sandbox.json";
 /// A spec checked and translated: nothing has been created yet.
 pub struct Prepared {
     pub resolved: Resolved,
-    pub spec: Spec,
+    /// config.json's content (see `translate::Translated::config`).
+    pub config: serde_json::Value,
     pub plan: RootfsPlan,
     pub network: Option<NetworkFiles>,
 }
@@ -61,7 +61,7 @@ pub fn prepare(flags: &SpecFlags, command: &[String], id: &str, bundle: &Path) -
     let t = translate::translate(&resolved, id, &host, bundle)?;
     Ok(Prepared {
         resolved,
-        spec: t.spec,
+        config: t.config,
         plan: t.plan,
         network: t.network,
     })
@@ -104,10 +104,15 @@ pub fn write_bundle(dir: &Path, p: &Prepared) -> Result<()> {
         host::materialize(&p.plan, &rootfs)?;
     }
     write_network(dir, p)?;
-    let config = dir.join("config.json");
-    p.spec.save(&config).map_err(|e| Error::Bundle {
+    save_config(dir, &p.config)
+}
+
+fn save_config(dir: &Path, config: &serde_json::Value) -> Result<()> {
+    let path = dir.join("config.json");
+    let json = serde_json::to_vec(config).unwrap_or_default();
+    std::fs::write(&path, json).map_err(|e| Error::Bundle {
         path: dir.to_owned(),
-        reason: format!("cannot write config.json: {}", crate::error::chain(&e)),
+        reason: format!("cannot write config.json: {e}"),
     })
 }
 
@@ -132,19 +137,16 @@ fn write_network(dir: &Path, p: &Prepared) -> Result<()> {
 }
 
 /// Writes only config.json into `dir` (created), its root being `rootfs`.
-pub fn write_config(dir: &Path, p: &Prepared, rootfs: &Path) -> Result<()> {
+pub fn write_config(dir: &Path, p: &mut Prepared, rootfs: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     write_network(dir, p)?;
-    let mut spec = p.spec.clone();
-    if let Some(root) = spec.root_mut() {
-        root.set_path(rootfs.to_owned());
-    }
-    spec.save(dir.join("config.json"))
-        .map_err(|e| Error::Bundle {
-            path: dir.to_owned(),
-            reason: format!("cannot write config.json: {}", crate::error::chain(&e)),
-        })
+    let root = rootfs.to_str().ok_or_else(|| Error::Bundle {
+        path: dir.to_owned(),
+        reason: format!("root {} is not UTF-8", rootfs.display()),
+    })?;
+    p.config["root"]["path"] = root.into();
+    save_config(dir, &p.config)
 }
 
 /// The root of a sandbox: for a "host" rootfs, a skeleton directory (links

@@ -36,12 +36,12 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
     let id = args.name.clone().unwrap_or_else(new_id);
     store::validate_id(&id)?;
     let bundle = bundle_dir(ctx, &id);
-    let prepared = prepare(&args.spec, &args.command, &id, &bundle)?;
+    let mut prepared = prepare(&args.spec, &args.command, &id, &bundle)?;
     require_command(&prepared)?;
 
     let claim = ctx.store.claim(&id)?;
     let rootfs = root_of(ctx, &prepared)?;
-    write_config(&bundle, &prepared, &rootfs)?;
+    write_config(&bundle, &mut prepared, &rootfs)?;
     let create = cli::Create {
         bundle: bundle.clone(),
         container_id: id.clone(),
