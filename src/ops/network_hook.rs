@@ -184,14 +184,20 @@ fn run_by_sbx_oci() -> bool {
 /// The message of a network hook that failed while creating the container
 /// whose state directory is `state_dir` (injected or a sandbox's).
 pub fn failure(state_dir: &Path) -> Option<String> {
+    policy_files(state_dir)
+        .iter()
+        .find_map(|p| std::fs::read_to_string(error_file(p)).ok())
+}
+
+/// Where a container's policy file may be: injected from annotations, or a
+/// sandbox's (in its bundle, inside the state directory).
+fn policy_files(state_dir: &Path) -> [PathBuf; 2] {
     [
         state_dir.join(POLICY_FILE),
         state_dir
             .join(super::sandbox::BUNDLE_DIR)
             .join(crate::sandbox::translate::POLICY_FILE),
     ]
-    .iter()
-    .find_map(|p| std::fs::read_to_string(error_file(p)).ok())
 }
 
 fn run(args: &cli::NetworkHook) -> Result<i32> {
@@ -229,7 +235,9 @@ fn run(args: &cli::NetworkHook) -> Result<i32> {
         let rules = compile(&policy)?;
         let t_compiled = Instant::now();
         let (apply_time, socket) = apply_in(
-            ns.try_clone().map_err(|e| Error::io("dup", e))?,
+            ns.try_clone().map_err(|e| {
+                Error::io(format!("cannot duplicate the descriptor of {ns_path}"), e)
+            })?,
             &rules,
             &ns_path,
         )?;
@@ -274,14 +282,9 @@ fn apply_in(ns: File, rules: &Ruleset, what: &str) -> Result<(std::time::Duratio
 /// container has no policy of ours: no policy file in its state directory,
 /// injected or a sandbox's, or one of mode `full`.
 pub fn stats(state_dir: &Path, pid: nix::unistd::Pid) -> Result<Option<Value>> {
-    let policy = [
-        state_dir.join(POLICY_FILE),
-        state_dir
-            .join(super::sandbox::BUNDLE_DIR)
-            .join(crate::sandbox::translate::POLICY_FILE),
-    ]
-    .into_iter()
-    .find_map(|p| PolicyFile::load(&p).ok());
+    let policy = policy_files(state_dir)
+        .iter()
+        .find_map(|p| PolicyFile::load(p).ok());
     let Some(policy) = policy else {
         return Ok(None);
     };

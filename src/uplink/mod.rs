@@ -220,7 +220,11 @@ fn inside(netns: &File, up: &Uplink) -> Result<()> {
 pub fn detach(id: &str) -> Result<nft::Detached> {
     let nl = nft::Netlink::open()?;
     let d = nft::host_detach_on(&nl, &link_name(id))?;
-    nl.close_later();
+    // Only a socket that changed something waits on close (`delete --force`
+    // of an id that never had a network changes nothing).
+    if d.removed > 0 || d.table_empty {
+        nl.close_later();
+    }
     Ok(d)
 }
 
