@@ -526,3 +526,26 @@ fn annotations_on_a_runtime_made_namespace_get_a_way_out_too() {
     env.assert_gone(&id);
     assert_no_network_left(&id);
 }
+
+/// A create that fails after the network hook ran (here: the command does
+/// not exist) takes the way out down again: its poststop hook never runs.
+#[test]
+fn a_failed_create_after_the_hook_leaves_no_network() {
+    let env = Env::new("ulfail");
+    let id = env.id("fail");
+    let out = env.sbx(&[
+        "sandbox",
+        "run",
+        "--name",
+        &id,
+        "--network",
+        "full",
+        "--",
+        "/no/such/cmd",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/no/such/cmd"), "{err}");
+    assert!(!env.root.join(&id).exists(), "state of {id} left");
+    assert_no_network_left(&id);
+}

@@ -75,7 +75,7 @@ pub fn create_claimed(
             {
                 let _ = container.delete(true);
                 reap_children();
-                super::network_hook::remove_policy(&ctx.store.dir(id), &bundle);
+                super::network_hook::undo_after_failed_create(&ctx.store.dir(id), &bundle);
                 return Err(err);
             }
             claim.keep();
@@ -88,7 +88,7 @@ pub fn create_claimed(
             // Our network hook may have installed its table in a namespace
             // the client made before a later step failed: take it out.
             let state_dir = ctx.store.dir(id);
-            super::network_hook::remove_policy(&state_dir, &bundle);
+            super::network_hook::undo_after_failed_create(&state_dir, &bundle);
             // Read before the claim (and the sandbox's bundle in it) goes.
             let err = match super::network_hook::failure(&state_dir) {
                 Some(msg) => Error::InvalidArgument(msg),

@@ -343,6 +343,20 @@ pub fn stats(state_dir: &Path, pid: nix::unistd::Pid) -> Result<Option<Value>> {
     })
 }
 
+/// What a `create` that failed after the network hook ran must take back:
+/// the policy from a client's namespace ([`remove_policy`]) and, for a
+/// sandbox, whose poststop hook will never run, its way out.
+pub fn undo_after_failed_create(state_dir: &Path, bundle: &Path) {
+    remove_policy(state_dir, bundle);
+    let sandbox = &policy_files(state_dir)[1];
+    if PolicyFile::load(sandbox).is_ok_and(|p| p.uplink.is_some()) {
+        let id = state_dir.file_name().unwrap_or_default().to_string_lossy();
+        if let Err(e) = uplink::detach_and_sweep(&id) {
+            tracing::warn!("cannot take down the network of {id:?}: {e}");
+        }
+    }
+}
+
 /// Removes the policy's table from the client-made network namespace the
 /// container's config names (`linux.namespaces` network `path`), when
 /// `create` installed one (a policy file in `state_dir`). Best effort, on
