@@ -25,13 +25,7 @@ fn host() -> HostLayout {
         kinds.insert(PathBuf::from(link), Kind::Symlink(PathBuf::from(target)));
     }
     for entry in ETC_ENTRIES {
-        let is_dir = [
-            "/etc/ssl",
-            "/etc/alternatives",
-            "/etc/ld.so.conf.d",
-            "/etc/ca-certificates",
-        ]
-        .contains(entry);
+        let is_dir = ["/etc/ssl/certs", "/etc/alternatives"].contains(entry);
         kinds.insert(
             PathBuf::from(entry),
             if is_dir { Kind::Dir } else { Kind::File },
@@ -53,6 +47,7 @@ fn host() -> HostLayout {
         env,
         exe: PathBuf::from("/usr/local/bin/sbx-oci"),
         resolvers: vec!["192.0.2.1".parse().unwrap()],
+        etc_stamp: 0x5eed,
     }
 }
 

@@ -644,3 +644,105 @@ fn root_skeleton_is_shared_and_read_only() {
         skel.display()
     );
 }
+
+/// Reads the first seccomp filter of `pid` from the kernel
+/// (PTRACE_SECCOMP_GET_FILTER), as raw sock_filter bytes.
+fn installed_filter(pid: i32) -> Vec<u8> {
+    use nix::sys::ptrace;
+    use nix::unistd::Pid;
+    let pid = Pid::from_raw(pid);
+    ptrace::seize(pid, ptrace::Options::empty()).unwrap();
+    ptrace::interrupt(pid).unwrap();
+    nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::__WALL)).unwrap();
+    const PTRACE_SECCOMP_GET_FILTER: libc::c_uint = 0x420c;
+    // SAFETY: a null buffer asks for the length in instructions.
+    let len = unsafe {
+        libc::ptrace(
+            PTRACE_SECCOMP_GET_FILTER,
+            pid.as_raw(),
+            0usize,
+            std::ptr::null_mut::<libc::c_void>(),
+        )
+    };
+    assert!(len > 0, "{}", std::io::Error::last_os_error());
+    let mut buf = vec![0u8; len as usize * 8];
+    // SAFETY: `buf` holds `len` instructions.
+    let got = unsafe {
+        libc::ptrace(
+            PTRACE_SECCOMP_GET_FILTER,
+            pid.as_raw(),
+            0usize,
+            buf.as_mut_ptr() as *mut libc::c_void,
+        )
+    };
+    assert_eq!(got, len);
+    ptrace::detach(pid, None).unwrap();
+    buf
+}
+
+/// A sandbox's filter is compiled once by libseccomp and installed by
+/// sbx-oci, in the init and in every exec: the kernel holds the very program
+/// libcontainer installs from the bundle's linux.seccomp.
+#[test]
+fn seccomp_filter_is_precompiled_and_equal_to_libcontainers() {
+    let env = Env::new("sbxbpf");
+    let ours = env.id("ours");
+    env.ok(&["sandbox", "create", &ours]);
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(env.root.join(&ours).join("@sandbox/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        config["linux"]["seccomp"].is_null(),
+        "not left to libcontainer"
+    );
+    let hex = config["annotations"]["org.sbx-oci.seccomp.bpf"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The same spec as a bundle, created by libcontainer's own seccomp path.
+    let bundle = env.dir.join("bundle");
+    env.ok(&[
+        "sandbox",
+        "bundle",
+        "--out",
+        bundle.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    let theirs = env.id("theirs");
+    env.ok(&["create", "--bundle", bundle.to_str().unwrap(), &theirs]);
+
+    let program = installed_filter(env.pid(&ours));
+    assert_eq!(program, installed_filter(env.pid(&theirs)));
+    let encoded: String = program.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(encoded, hex);
+
+    let out = env.ok(&[
+        "sandbox",
+        "exec",
+        &ours,
+        "--",
+        "grep",
+        "^Seccomp",
+        "/proc/self/status",
+    ]);
+    assert_eq!(out, "Seccomp:\t2\nSeccomp_filters:\t1\n");
+    let out = env.ok(&["exec", &ours, "grep", "^Seccomp", "/proc/self/status"]);
+    assert_eq!(out, "Seccomp:\t2\nSeccomp_filters:\t1\n");
+    env.ok(&["delete", "--force", &ours]);
+    env.ok(&["delete", "--force", &theirs]);
+
+    // A damaged cache is compiled again, not trusted.
+    let cache: Vec<_> = std::fs::read_dir(env.root.join("@seccomp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(cache.len(), 1, "{cache:?}");
+    std::fs::write(&cache[0], b"bad").unwrap();
+    let (code, out, err) = run(&env, &["--", "grep", "^Seccomp:", "/proc/self/status"]);
+    assert_eq!((code, out.as_str()), (0, "Seccomp:\t2\n"), "{err}");
+    assert_eq!(std::fs::read(&cache[0]).unwrap(), program);
+}

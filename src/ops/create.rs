@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
 use oci_spec::runtime::PosixRlimitType;
 
 use super::{Context, reap_children};
 use crate::cli;
 use crate::idle_init::IdleInit;
+use crate::seccomp::Filtered;
 use crate::store::Claim;
 use crate::{Error, Result, copyup, selfexe};
 
@@ -56,8 +58,8 @@ pub fn create_claimed(
         .with_root_path(ctx.store.dir(id))
         .and_then(|b| b.with_pid_file(args.pid_file.as_ref()))
         .and_then(|b| match workload {
-            Workload::Command => Ok(b),
-            Workload::Idle => idle_stdio(b).map(|b| b.with_executor(IdleInit)),
+            Workload::Command => Ok(b.with_executor(Filtered(DefaultExecutor {}))),
+            Workload::Idle => idle_stdio(b).map(|b| b.with_executor(Filtered(IdleInit))),
         })
         .map(|b| {
             b.with_console_socket(args.console_socket.as_ref())

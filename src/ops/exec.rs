@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use libcontainer::container::ContainerStatus;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
 use nix::unistd::Pid;
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process, Spec};
 
 use super::{Context, forward, reap_children, wait_exit, wrong_state};
+use crate::seccomp::Filtered;
 use crate::{Error, Result, cli, selfexe};
 
 /// Returns the exit code to exit with (0 when detached).
@@ -68,7 +70,8 @@ pub fn spawn(ctx: &Context, args: &cli::Exec) -> Result<Pid> {
         .with_root_path(ctx.store.dir(id))
         .and_then(|b| b.with_pid_file(args.pid_file.as_ref()))
         .and_then(|b| {
-            b.with_console_socket(args.console_socket.as_ref())
+            b.with_executor(Filtered(DefaultExecutor {}))
+                .with_console_socket(args.console_socket.as_ref())
                 .with_preserved_fds(args.preserve_fds)
                 .as_tenant()
                 .with_detach(args.detach)

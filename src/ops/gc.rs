@@ -8,6 +8,9 @@
 //! - Half-created containers in `--root`: an id directory without
 //!   libcontainer state, older than [`GRACE`] so that a `create` in progress
 //!   is never touched, with its network leftovers.
+//! - Root skeletons of sandboxes that no sandbox names and nobody used for
+//!   a while, such as those a change of the host's /etc left behind (see
+//!   `sandbox::skeleton`).
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -19,7 +22,7 @@ use crate::{Result, uplink};
 
 /// A create takes milliseconds; a directory without state this old is a
 /// crash's.
-const GRACE: Duration = Duration::from_secs(60);
+pub const GRACE: Duration = Duration::from_secs(60);
 
 pub fn gc(ctx: &Context, stdout: &mut dyn Write) -> Result<()> {
     let mut claims = Vec::new();
@@ -45,7 +48,8 @@ pub fn gc(ctx: &Context, stdout: &mut dyn Write) -> Result<()> {
         .iter()
         .map(|(link, addr, owner)| json!({ "link": link, "address": addr, "sandbox": owner }))
         .collect();
-    let report = json!({ "half_created": claims, "nat_entries": nat });
+    let skeletons = super::sandbox::skeleton::prune(ctx);
+    let report = json!({ "half_created": claims, "nat_entries": nat, "skeletons": skeletons });
     let _ = writeln!(
         stdout,
         "{}",

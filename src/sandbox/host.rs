@@ -3,10 +3,13 @@
 //! of a rootfs plan.
 
 use std::collections::BTreeMap;
+use std::hash::Hasher;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::model::{NetworkMode, Resolved, RootfsSource};
 use super::translate::RootfsPlan;
+use crate::fnv::Fnv1a;
 use crate::{Error, Result};
 
 /// The host's system directories a "host" rootfs exposes, in mount order.
@@ -16,8 +19,9 @@ pub const SYSTEM_DIRS: &[&str] = &[
 
 /// The curated, read-only part of the host's /etc.
 /// (What programs read at run time: users and groups, name resolution, the
-/// dynamic linker's cache, the time zone, TLS certificates, Debian's
-/// alternatives links, service and protocol names.)
+/// dynamic linker's cache, the time zone, TLS certificates and OpenSSL's
+/// configuration (not /etc/ssl/private), Debian's alternatives links,
+/// service and protocol names.)
 pub const ETC_ENTRIES: &[&str] = &[
     "/etc/passwd",
     "/etc/group",
@@ -26,7 +30,8 @@ pub const ETC_ENTRIES: &[&str] = &[
     "/etc/resolv.conf",
     "/etc/ld.so.cache",
     "/etc/localtime",
-    "/etc/ssl",
+    "/etc/ssl/certs",
+    "/etc/ssl/openssl.cnf",
     "/etc/alternatives",
     "/etc/protocols",
     "/etc/services",
@@ -54,6 +59,8 @@ pub struct HostLayout {
     /// The host's resolvers (its /etc/resolv.conf), read only for a
     /// networked sandbox that names none.
     pub resolvers: Vec<std::net::IpAddr>,
+    /// A fingerprint of the /etc files as they are now (see `stamp_of`).
+    pub etc_stamp: u64,
 }
 
 impl HostLayout {
@@ -80,14 +87,20 @@ pub fn inspect(r: &Resolved) -> Result<HostLayout> {
     };
     if r.rootfs == RootfsSource::Host {
         SYSTEM_DIRS.iter().for_each(|p| add(Path::new(p)));
-        // /etc entries are bound, and a bind follows links (resolv.conf and
-        // localtime often are links): what counts is what they lead to.
+        // /etc entries are copied (files) or bound (directories) following
+        // links (resolv.conf and localtime often are links), as a bind
+        // would: what counts is what they lead to.
+        let mut stamp = Fnv1a::default();
         for entry in ETC_ENTRIES {
             if let Ok(m) = std::fs::metadata(entry) {
                 let kind = if m.is_dir() { Kind::Dir } else { Kind::File };
                 layout.kinds.insert(PathBuf::from(entry), kind);
+                if !m.is_dir() {
+                    stamp.write_u64(stamp_of(&m));
+                }
             }
         }
+        layout.etc_stamp = stamp.finish();
     }
     let user_paths = r
         .allowed_paths_ro
@@ -163,9 +176,44 @@ pub fn inspect(r: &Resolved) -> Result<HostLayout> {
     Ok(layout)
 }
 
-/// Creates the rootfs skeleton of `plan` in `rootfs` (an empty directory).
+/// A fingerprint of a file from its metadata: device, inode, size, mode,
+/// owner and the modification and change times (nanoseconds; the change
+/// time cannot be set back), so an edit in place or a replacement shows.
+fn stamp_of(m: &std::fs::Metadata) -> u64 {
+    let mut h = Fnv1a::default();
+    for n in [
+        m.dev(),
+        m.ino(),
+        m.size(),
+        u64::from(m.mode()),
+        u64::from(m.uid()),
+        u64::from(m.gid()),
+        m.mtime() as u64,
+        m.mtime_nsec() as u64,
+        m.ctime() as u64,
+        m.ctime_nsec() as u64,
+    ] {
+        h.write_u64(n);
+    }
+    h.finish()
+}
+
+/// Creates the rootfs skeleton of `plan` in `rootfs` (an empty directory):
+/// the host's /etc files copied, then links and mount points.
 pub fn materialize(plan: &RootfsPlan, rootfs: &Path) -> Result<()> {
     let io = |what: &Path, e| Error::io(format!("cannot create {}", what.display()), e);
+    for source in &plan.copies {
+        let path = rootfs.join(source.strip_prefix("/").unwrap_or(source));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        }
+        copy_host(source, &path).map_err(|e| {
+            Error::io(
+                format!("cannot copy {} into {}", source.display(), path.display()),
+                e,
+            )
+        })?;
+    }
     for (link, target) in &plan.symlinks {
         let path = rootfs.join(link);
         std::os::unix::fs::symlink(target, &path).map_err(|e| io(&path, e))?;
@@ -179,7 +227,19 @@ pub fn materialize(plan: &RootfsPlan, rootfs: &Path) -> Result<()> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
         }
-        std::fs::File::create(&path).map_err(|e| io(&path, e))?;
+        // A copied file is already a mount point.
+        if !path.is_file() {
+            std::fs::File::create(&path).map_err(|e| io(&path, e))?;
+        }
     }
     Ok(())
+}
+
+/// Copies the file `src` (following links, as a bind would) to `dst`,
+/// with its mode and owner, without set-user or set-group-ID bits.
+fn copy_host(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let m = std::fs::metadata(src)?;
+    std::fs::copy(src, dst)?;
+    std::os::unix::fs::lchown(dst, Some(m.uid()), Some(m.gid()))?;
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o1777))
 }

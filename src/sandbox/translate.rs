@@ -7,8 +7,11 @@
 //! minimal and standard); no_new_privs; the default seccomp profile; runc's
 //! masked and read-only /proc and /sys paths; a read-only root; rlimits and
 //! cgroup limits (memory with swap off, cpu quota, pids); /tmp and the
-//! workdir as size-limited tmpfs. The root is assembled by binding, never by
-//! copying.
+//! workdir as size-limited tmpfs. The root is assembled by binding the
+//! host's system directories, never by copying them; only the few small files
+//! of the curated /etc are copied, into a skeleton shared by every sandbox of
+//! the same plan and rebuilt when they change on the host (see
+//! `RootfsPlan::copies`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -33,6 +36,15 @@ pub struct RootfsPlan {
     pub dirs: Vec<PathBuf>,
     /// Mount points for files.
     pub files: Vec<PathBuf>,
+    /// Host files copied to the same place, read-only like the rest of the
+    /// root: the curated /etc files. A bind per file cost libcontainer
+    /// ~60 µs on every start; a copy costs once per skeleton. (The /etc
+    /// directories are bound: fingerprinting a tree costs more than a bind.)
+    pub copies: Vec<PathBuf>,
+    /// The fingerprint of those files on the host (`HostLayout::etc_stamp`):
+    /// part of the plan, so any change on the host makes a new skeleton
+    /// rather than a stale one.
+    pub etc_stamp: u64,
 }
 
 pub const CPU_PERIOD_US: u64 = 100_000;
@@ -95,12 +107,15 @@ pub fn translate(r: &Resolved, id: &str, host: &HostLayout, bundle: &Path) -> Re
                 continue;
             }
             match host.kind(Path::new(entry)) {
-                Some(Kind::Dir) => plan.dirs.push(relative(Path::new(entry))),
-                Some(Kind::File) => plan.files.push(relative(Path::new(entry))),
-                _ => continue,
+                Some(Kind::File) => plan.copies.push(PathBuf::from(entry)),
+                Some(Kind::Dir) => {
+                    plan.dirs.push(relative(Path::new(entry)));
+                    mounts.push(bind(entry, entry, true));
+                }
+                _ => {}
             }
-            mounts.push(bind(entry, entry, true));
         }
+        plan.etc_stamp = host.etc_stamp;
         for fixed in ["proc", "dev", "sys", "tmp"] {
             plan.dirs.push(PathBuf::from(fixed));
         }

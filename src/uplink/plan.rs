@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::fnv::fnv1a;
 use crate::netpolicy::Cidr;
 
 /// Every host-side link of a sandbox starts with this; the host table
@@ -43,12 +44,6 @@ pub fn link_name(id: &str) -> String {
         let h = fnv1a(id.as_bytes());
         format!("{LINK_PREFIX}{:011x}", h >> (64 - 44))
     }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// A pool of sandbox addresses: one network, IPv4 or IPv6.

@@ -17,8 +17,8 @@ pub fn create(ctx: &Context, args: &cli::SandboxCreate) -> Result<()> {
     let bundle = bundle_dir(ctx, id);
     let mut prepared = prepare(&args.spec, &command, id, &bundle)?;
     let claim = ctx.store.claim(id)?;
-    let rootfs = root_of(ctx, &prepared)?;
-    write_config(&bundle, &mut prepared, &rootfs)?;
+    let (rootfs, skeleton) = root_of(ctx, &prepared)?;
+    write_config(ctx.store.root(), &bundle, &mut prepared, &rootfs)?;
     save_resolved(ctx, id, &prepared.resolved)?;
     let create = cli::Create {
         bundle: bundle.clone(),
@@ -26,6 +26,9 @@ pub fn create(ctx: &Context, args: &cli::SandboxCreate) -> Result<()> {
         ..Default::default()
     };
     let mut container = create_claimed(ctx, claim, &bundle, &create, false, Workload::Idle)?;
+    // Its root is mounted and its config names the skeleton: pruning may
+    // look at it from now on.
+    drop(skeleton);
     container.start().map_err(|e| {
         let _ = container.delete(true);
         let _ = ctx.store.remove(id);

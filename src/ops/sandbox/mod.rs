@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod create;
 pub mod exec;
 pub mod run;
+pub mod skeleton;
 pub mod snapshot;
 pub mod stats;
 
@@ -30,8 +31,6 @@ use crate::{Error, Result};
 
 pub const BUNDLE_DIR: &str = "@sandbox";
 pub const SNAPSHOT_DIR: &str = "@snapshots";
-/// `<root>/@rootfs/<key>/`: root skeletons shared by sandboxes (see `skeleton`).
-pub const SKELETON_DIR: &str = "@rootfs";
 const RESOLVED_FILE: &str = "sandbox.json";
 
 /// A spec checked and translated: nothing has been created yet.
@@ -136,64 +135,31 @@ fn write_network(dir: &Path, p: &Prepared) -> Result<()> {
     Ok(())
 }
 
-/// Writes only config.json into `dir` (created), its root being `rootfs`.
-pub fn write_config(dir: &Path, p: &mut Prepared, rootfs: &Path) -> Result<()> {
+/// Writes only config.json into `dir` (created), its root being `rootfs`,
+/// with its seccomp profile precompiled (see `crate::seccomp`; the cache
+/// lives in the state root `root`).
+pub fn write_config(root: &Path, dir: &Path, p: &mut Prepared, rootfs: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     write_network(dir, p)?;
-    let root = rootfs.to_str().ok_or_else(|| Error::Bundle {
+    let root_path = rootfs.to_str().ok_or_else(|| Error::Bundle {
         path: dir.to_owned(),
         reason: format!("root {} is not UTF-8", rootfs.display()),
     })?;
-    p.config["root"]["path"] = root.into();
+    p.config["root"]["path"] = root_path.into();
+    crate::seccomp::precompile(root, &mut p.config);
     save_config(dir, &p.config)
 }
 
-/// The root of a sandbox: for a "host" rootfs, a skeleton directory (links
-/// and mount points only; everything in it is mounted over, read-only)
-/// shared by every sandbox with the same plan, built once and kept under the
-/// state root, so a run neither creates nor removes it. A rootfs path is
-/// used as it is.
-pub fn root_of(ctx: &Context, p: &Prepared) -> Result<PathBuf> {
+/// The root of a sandbox: for a "host" rootfs, the shared skeleton of its
+/// plan (see `skeleton`), held until the sandbox's create has returned; a
+/// rootfs path is used as it is.
+pub fn root_of(ctx: &Context, p: &Prepared) -> Result<(PathBuf, Option<skeleton::Skeleton>)> {
     let RootfsSource::Path(path) = &p.resolved.rootfs else {
-        return skeleton(ctx, &p.plan);
+        let s = skeleton::acquire(ctx, &p.plan)?;
+        return Ok((s.path.clone(), Some(s)));
     };
-    Ok(path.clone())
-}
-
-fn skeleton(ctx: &Context, plan: &RootfsPlan) -> Result<PathBuf> {
-    let key = fnv1a(&serde_json::to_vec(plan).unwrap_or_default());
-    let parent = ctx.store.root().join(SKELETON_DIR);
-    let dir = parent.join(format!("{key:016x}"));
-    if dir.is_dir() {
-        return Ok(dir);
-    }
-    let io = |what: &Path, e| Error::io(format!("cannot create {}", what.display()), e);
-    std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
-    // Built aside and renamed into place: a skeleton that exists is complete,
-    // and two builders racing both end up with the same one.
-    let tmp = parent.join(format!(".{key:016x}.{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
-    let built = host::materialize(plan, &tmp).and_then(|_| {
-        std::fs::rename(&tmp, &dir).or_else(|e| {
-            if dir.is_dir() {
-                Ok(())
-            } else {
-                Err(io(&dir, e))
-            }
-        })
-    });
-    let _ = std::fs::remove_dir_all(&tmp);
-    built.map(|_| dir)
-}
-
-/// FNV-1a, 64 bits: a stable name for a plan (not a security boundary: the
-/// directory's content is the plan itself).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    Ok((path.clone(), None))
 }
 
 /// The bundle directory of sandbox `id` in the state root.

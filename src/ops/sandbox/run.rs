@@ -40,14 +40,17 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
     require_command(&prepared)?;
 
     let claim = ctx.store.claim(&id)?;
-    let rootfs = root_of(ctx, &prepared)?;
-    write_config(&bundle, &mut prepared, &rootfs)?;
+    let (rootfs, skeleton) = root_of(ctx, &prepared)?;
+    write_config(ctx.store.root(), &bundle, &mut prepared, &rootfs)?;
     let create = cli::Create {
         bundle: bundle.clone(),
         container_id: id.clone(),
         ..Default::default()
     };
     let mut container = create_claimed(ctx, claim, &bundle, &create, true, Workload::Command)?;
+    // Its root is mounted and its config names the skeleton: pruning may
+    // look at it from now on.
+    drop(skeleton);
     // `delete --force`'s removal: poststop hooks as warnings, a networked
     // sandbox's teardown in-process.
     let cleanup = |container: &mut libcontainer::container::Container| {

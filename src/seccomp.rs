@@ -1,0 +1,286 @@
+//! A sandbox's seccomp filter, compiled once rather than in every init.
+//!
+//! libcontainer compiles `linux.seccomp` with libseccomp inside each
+//! container's init: a freshly forked process, where libseccomp's ~60 rule
+//! insertions and its code generation run on cold memory, ~0.3 ms on every
+//! start. Every sandbox has the same profile, so sbx-oci has libseccomp
+//! compile it once, keeps the program under the state root
+//! (`@seccomp/<key>.bpf`, keyed by the profile, libseccomp's version and the
+//! architecture), and hands the ready program to the init in the annotation
+//! [`ANNOTATION`] in place of `linux.seccomp`.
+//!
+//! [`Filtered`], the executor of every process sbx-oci starts in a
+//! container, installs that program where libcontainer would have installed
+//! `linux.seccomp`: libcontainer calls `Executor::validate` right after its
+//! own seccomp step (after no_new_privs, the capabilities and the working
+//! directory; before the container is reported created). The compilation
+//! makes libseccomp's calls in libcontainer's order, so the program is the
+//! one libcontainer would load (tests/sandbox.rs compares the two, read back
+//! from the kernel).
+//!
+//! Anything this cannot do the same way (a notify action, filter flags) or
+//! any failure to compile or cache leaves `linux.seccomp` in the config for
+//! libcontainer: slower, never weaker.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::hash::Hasher;
+use std::io::Read;
+use std::path::Path;
+
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+    ScmpVersion,
+};
+use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator, Spec};
+use serde_json::Value;
+
+use crate::fnv::Fnv1a;
+
+/// The compiled program, hex-encoded (sock_filter instructions in the
+/// kernel's layout, as libseccomp exports them).
+pub const ANNOTATION: &str = "org.sbx-oci.seccomp.bpf";
+
+/// Under the state root.
+pub const CACHE_DIR: &str = "@seccomp";
+
+/// The kernel's limit on a filter's length (BPF_MAXINSNS), in bytes.
+const MAX_PROGRAM: usize = 4096 * 8;
+
+/// Replaces `linux.seccomp` of `config` by [`ANNOTATION`] holding its
+/// compiled program, from the cache under `root` or compiled and cached.
+/// Leaves the config as it is when the profile cannot be handled here.
+pub fn precompile(root: &Path, config: &mut Value) {
+    let Some(profile) = config.pointer("/linux/seccomp") else {
+        return;
+    };
+    let program = match program(root, profile) {
+        Ok(p) => p,
+        Err(reason) => {
+            tracing::debug!(%reason, "seccomp left to libcontainer");
+            return;
+        }
+    };
+    if let Some(linux) = config.get_mut("linux").and_then(Value::as_object_mut) {
+        linux.remove("seccomp");
+    }
+    if !config["annotations"].is_object() {
+        config["annotations"] = Value::Object(Default::default());
+    }
+    config["annotations"][ANNOTATION] = Value::String(hex::encode(program));
+}
+
+/// The program of `profile`: read from the cache, or compiled into it.
+fn program(root: &Path, profile: &Value) -> Result<Vec<u8>, String> {
+    let text = serde_json::to_vec(profile).map_err(|e| e.to_string())?;
+    let version = ScmpVersion::current().map_err(|e| e.to_string())?;
+    let mut key = Fnv1a::default();
+    key.write(&text);
+    key.write(format!("{version:?}/{:?}", ScmpArch::native()).as_bytes());
+    let dir = root.join(CACHE_DIR);
+    let path = dir.join(format!("{:016x}.bpf", key.finish()));
+    if let Ok(program) = read_program(&path) {
+        return Ok(program);
+    }
+    let profile: LinuxSeccomp =
+        serde_json::from_value(profile.clone()).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Written aside and renamed: a cached program is always whole.
+    let tmp = dir.join(format!(".{}.{}", key.finish(), std::process::id()));
+    let written = File::create(&tmp)
+        .map_err(|e| e.to_string())
+        .and_then(|f| compile(&profile, &f))
+        .and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()));
+    let _ = std::fs::remove_file(&tmp);
+    written?;
+    read_program(&path).map_err(|e| e.to_string())
+}
+
+fn read_program(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut program = Vec::with_capacity(1024);
+    File::open(path)?.read_to_end(&mut program)?;
+    if program.is_empty() || program.len() % 8 != 0 || program.len() > MAX_PROGRAM {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is not a BPF program", path.display()),
+        ));
+    }
+    Ok(program)
+}
+
+/// Compiles `profile` with libseccomp into `out`, making the calls
+/// libcontainer makes for it (same rules, same order, same attributes).
+pub fn compile(profile: &LinuxSeccomp, out: &File) -> Result<(), String> {
+    if profile.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+        return Err("filter flags are left to libcontainer".into());
+    }
+    let err = |e: libseccomp::error::SeccompError| e.to_string();
+    let default = action(profile.default_action(), profile.default_errno_ret())?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(err)?;
+    for a in profile.architectures().iter().flatten() {
+        ctx.add_arch(arch(*a)).map_err(err)?;
+    }
+    // no_new_privs is the runtime's business (process.noNewPrivileges).
+    ctx.set_ctl_nnp(false).map_err(err)?;
+    for rule in profile.syscalls().iter().flatten() {
+        let act = action(rule.action(), rule.errno_ret())?;
+        if act == default {
+            continue;
+        }
+        for name in rule.names() {
+            // A name this libseccomp does not know is a call this kernel
+            // does not have: nothing to deny (libcontainer skips it too).
+            let Ok(call) = ScmpSyscall::from_name(name) else {
+                continue;
+            };
+            let Some(args) = rule.args() else {
+                ctx.add_rule(act, call).map_err(err)?;
+                continue;
+            };
+            let cmps: Vec<ScmpArgCompare> = args
+                .iter()
+                .map(|a| {
+                    ScmpArgCompare::new(a.index() as u32, op(a.op(), a.value_two()), a.value())
+                })
+                .collect();
+            let mut seen = HashSet::new();
+            if args.iter().all(|a| seen.insert(a.index())) {
+                ctx.add_rule_conditional(act, call, &cmps).map_err(err)?;
+            } else {
+                // One comparison per argument and rule: split, as runc does.
+                for c in &cmps {
+                    ctx.add_rule_conditional(act, call, std::slice::from_ref(c))
+                        .map_err(err)?;
+                }
+            }
+        }
+    }
+    ctx.export_bpf(out).map_err(err)
+}
+
+fn action(a: LinuxSeccompAction, errno: Option<u32>) -> Result<ScmpAction, String> {
+    let errno = errno.map_or(libc::EPERM, |e| e as i32);
+    Ok(match a {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno),
+        LinuxSeccompAction::ScmpActTrace => {
+            ScmpAction::Trace(u16::try_from(errno).map_err(|e| e.to_string())?)
+        }
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        // A listener needs the init to pass a descriptor: libcontainer's job.
+        LinuxSeccompAction::ScmpActNotify => return Err("notify is left to libcontainer".into()),
+    })
+}
+
+fn op(o: LinuxSeccompOperator, mask: Option<u64>) -> ScmpCompareOp {
+    match o {
+        LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
+        LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
+        LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
+        LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
+        LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
+        LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
+        LinuxSeccompOperator::ScmpCmpMaskedEq => ScmpCompareOp::MaskedEqual(mask.unwrap_or(0)),
+    }
+}
+
+fn arch(a: Arch) -> ScmpArch {
+    match a {
+        Arch::ScmpArchNative => ScmpArch::Native,
+        Arch::ScmpArchX86 => ScmpArch::X86,
+        Arch::ScmpArchX86_64 => ScmpArch::X8664,
+        Arch::ScmpArchX32 => ScmpArch::X32,
+        Arch::ScmpArchArm => ScmpArch::Arm,
+        Arch::ScmpArchAarch64 => ScmpArch::Aarch64,
+        Arch::ScmpArchMips => ScmpArch::Mips,
+        Arch::ScmpArchMips64 => ScmpArch::Mips64,
+        Arch::ScmpArchMips64n32 => ScmpArch::Mips64N32,
+        Arch::ScmpArchMipsel => ScmpArch::Mipsel,
+        Arch::ScmpArchMipsel64 => ScmpArch::Mipsel64,
+        Arch::ScmpArchMipsel64n32 => ScmpArch::Mipsel64N32,
+        Arch::ScmpArchPpc => ScmpArch::Ppc,
+        Arch::ScmpArchPpc64 => ScmpArch::Ppc64,
+        Arch::ScmpArchPpc64le => ScmpArch::Ppc64Le,
+        Arch::ScmpArchS390 => ScmpArch::S390,
+        Arch::ScmpArchS390x => ScmpArch::S390X,
+        Arch::ScmpArchRiscv64 => ScmpArch::Riscv64,
+        Arch::ScmpArchParisc => ScmpArch::Parisc,
+        Arch::ScmpArchParisc64 => ScmpArch::Parisc64,
+        Arch::ScmpArchLoongarch64 => ScmpArch::Loongarch64,
+        Arch::ScmpArchM68k => ScmpArch::M68k,
+        Arch::ScmpArchSh => ScmpArch::Sh,
+        Arch::ScmpArchSheb => ScmpArch::Sheb,
+    }
+}
+
+/// Installs the program `hex` (the annotation's value) in this thread,
+/// with the flags libseccomp gives a default filter (none).
+fn install(hex: &str) -> Result<(), String> {
+    let bytes = hex::decode(hex).map_err(|e| format!("{ANNOTATION} is not hex: {e}"))?;
+    if bytes.is_empty() || bytes.len() % 8 != 0 || bytes.len() > MAX_PROGRAM {
+        return Err(format!("{ANNOTATION} is not a BPF program"));
+    }
+    let filter: Vec<libc::sock_filter> = bytes
+        .chunks_exact(8)
+        .map(|i| libc::sock_filter {
+            code: u16::from_ne_bytes([i[0], i[1]]),
+            jt: i[2],
+            jf: i[3],
+            k: u32::from_ne_bytes([i[4], i[5], i[6], i[7]]),
+        })
+        .collect();
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `filter`, alive for the call; the kernel
+    // copies the program.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "cannot install the sandbox's seccomp filter: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// The executor of processes sbx-oci starts in containers: `E`, after the
+/// config's precompiled filter (if it has one) is installed.
+#[derive(Clone)]
+pub struct Filtered<E>(pub E);
+
+impl<E: Executor + Clone + 'static> Executor for Filtered<E> {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        self.0.exec(spec)
+    }
+
+    /// libcontainer calls this right where it installs `linux.seccomp`.
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        let program = spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION));
+        if let Some(hex) = program {
+            install(hex).map_err(ExecutorValidationError::ArgValidationError)?;
+        }
+        self.0.validate(spec)
+    }
+
+    fn setup_envs(
+        &self,
+        envs: std::collections::HashMap<String, String>,
+    ) -> Result<(), libcontainer::workload::ExecutorSetEnvsError> {
+        self.0.setup_envs(envs)
+    }
+}
