@@ -27,6 +27,15 @@ extern "C" fn on_child(_: libc::c_int) {}
 impl Executor for IdleInit {
     fn exec(&self, _spec: &Spec) -> Result<(), ExecutorError> {
         let err = |e: nix::Error| ExecutorError::Other(format!("idle init: {e}"));
+        // A fork of the runtime that never execs keeps every descriptor the
+        // runtime had, close-on-exec or not: the --log file, libcontainer's
+        // handles of the host's directories, sockets. The sandbox's own
+        // processes could reach them through /proc/1/fd (same user), so
+        // everything but stdio goes.
+        // SAFETY: closes descriptors this process owns and no longer uses.
+        if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } != 0 {
+            return Err(err(nix::Error::last()));
+        }
         // SAFETY: PR_SET_NAME copies at most 16 bytes from a C string.
         unsafe { libc::prctl(libc::PR_SET_NAME, c"sbx-oci-init".as_ptr()) };
         let watched = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD]);
