@@ -18,14 +18,13 @@
 //! one libcontainer would load (tests/sandbox.rs compares the two, read back
 //! from the kernel).
 //!
-//! Anything this cannot do the same way (a notify action, filter flags) or
-//! any failure to compile or cache leaves `linux.seccomp` in the config for
-//! libcontainer: slower, never weaker.
+//! A profile this cannot compile the same way (a notify action, filter
+//! flags) is an error: sandboxes' profiles have neither.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::hash::Hasher;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
@@ -36,7 +35,7 @@ use libseccomp::{
 use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator, Spec};
 use serde_json::Value;
 
-use crate::fnv::Fnv1a;
+use crate::fnv::{Fnv1a, fnv1a};
 
 /// The compiled program, hex-encoded (sock_filter instructions in the
 /// kernel's layout, as libseccomp exports them).
@@ -50,18 +49,14 @@ const MAX_PROGRAM: usize = 4096 * 8;
 
 /// Replaces `linux.seccomp` of `config` by [`ANNOTATION`] holding its
 /// compiled program, from the cache under `root` or compiled and cached.
-/// Leaves the config as it is when the profile cannot be handled here.
-pub fn precompile(root: &Path, config: &mut Value) {
+/// A failure is the caller's error, not a fallback: libcontainer 0.7 gives
+/// `exec`'d processes no `linux.seccomp` (its tenant spec drops it), so for a
+/// sandbox the annotation is the only filter they get.
+pub fn precompile(root: &Path, config: &mut Value) -> Result<(), String> {
     let Some(profile) = config.pointer("/linux/seccomp") else {
-        return;
+        return Ok(());
     };
-    let program = match program(root, profile) {
-        Ok(p) => p,
-        Err(reason) => {
-            tracing::debug!(%reason, "seccomp left to libcontainer");
-            return;
-        }
-    };
+    let program = program(root, profile)?;
     if let Some(linux) = config.get_mut("linux").and_then(Value::as_object_mut) {
         linux.remove("seccomp");
     }
@@ -69,44 +64,66 @@ pub fn precompile(root: &Path, config: &mut Value) {
         config["annotations"] = Value::Object(Default::default());
     }
     config["annotations"][ANNOTATION] = Value::String(hex::encode(program));
+    Ok(())
 }
 
-/// The program of `profile`: read from the cache, or compiled into it.
+/// Bumped when what `compile` writes changes, so old cache files are not used.
+const FORMAT: &str = "sbx-oci-bpf-1";
+
+/// The program of `profile`: read from the cache, or compiled into it. A
+/// cache file is the program followed by its FNV-1a checksum (8 bytes,
+/// little-endian), so a torn or damaged file is compiled again.
 fn program(root: &Path, profile: &Value) -> Result<Vec<u8>, String> {
     let text = serde_json::to_vec(profile).map_err(|e| e.to_string())?;
     let version = ScmpVersion::current().map_err(|e| e.to_string())?;
     let mut key = Fnv1a::default();
     key.write(&text);
-    key.write(format!("{version:?}/{:?}", ScmpArch::native()).as_bytes());
+    key.write(format!("{FORMAT}/{version:?}/{:?}", ScmpArch::native()).as_bytes());
     let dir = root.join(CACHE_DIR);
     let path = dir.join(format!("{:016x}.bpf", key.finish()));
-    if let Ok(program) = read_program(&path) {
+    if let Some(program) = read_program(&path) {
         return Ok(program);
     }
     let profile: LinuxSeccomp =
         serde_json::from_value(profile.clone()).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    // Written aside and renamed: a cached program is always whole.
-    let tmp = dir.join(format!(".{}.{}", key.finish(), std::process::id()));
-    let written = File::create(&tmp)
+    // Compiled into a file of its own, checked, then written aside and
+    // renamed: a cached program is always whole.
+    let tmp = dir.join(format!(".{:016x}.{}", key.finish(), std::process::id()));
+    let compiled = File::create(&tmp)
         .map_err(|e| e.to_string())
         .and_then(|f| compile(&profile, &f))
-        .and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()));
+        .and_then(|_| std::fs::read(&tmp).map_err(|e| e.to_string()));
     let _ = std::fs::remove_file(&tmp);
-    written?;
-    read_program(&path).map_err(|e| e.to_string())
-}
-
-fn read_program(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut program = Vec::with_capacity(1024);
-    File::open(path)?.read_to_end(&mut program)?;
-    if program.is_empty() || program.len() % 8 != 0 || program.len() > MAX_PROGRAM {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{} is not a BPF program", path.display()),
-        ));
+    let program = compiled?;
+    if !is_program(&program) {
+        return Err(format!("libseccomp exported {} bytes", program.len()));
+    }
+    let mut file = program.clone();
+    file.extend_from_slice(&fnv1a(&program).to_le_bytes());
+    let stored = File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(&file)?;
+            f.sync_all()
+        })
+        .and_then(|_| std::fs::rename(&tmp, &path));
+    if stored.is_err() {
+        // Not cached this time; the program is good all the same.
+        let _ = std::fs::remove_file(&tmp);
     }
     Ok(program)
+}
+
+fn is_program(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes.len().is_multiple_of(8) && bytes.len() <= MAX_PROGRAM
+}
+
+fn read_program(path: &Path) -> Option<Vec<u8>> {
+    let mut file = Vec::with_capacity(1024);
+    File::open(path).ok()?.read_to_end(&mut file).ok()?;
+    let split = file.len().checked_sub(8)?;
+    let (program, sum) = file.split_at(split);
+    (is_program(program) && sum == fnv1a(program).to_le_bytes()).then(|| program.to_vec())
 }
 
 /// Compiles `profile` with libseccomp into `out`, making the calls
@@ -222,9 +239,9 @@ fn arch(a: Arch) -> ScmpArch {
 /// Installs the program `hex` (the annotation's value) in this thread,
 /// with the flags libseccomp gives a default filter (none).
 fn install(hex: &str) -> Result<(), String> {
-    let bytes = hex::decode(hex).map_err(|e| format!("{ANNOTATION} is not hex: {e}"))?;
-    if bytes.is_empty() || bytes.len() % 8 != 0 || bytes.len() > MAX_PROGRAM {
-        return Err(format!("{ANNOTATION} is not a BPF program"));
+    let bytes = hex::decode(hex).map_err(|e| format!("annotation {ANNOTATION} is not hex: {e}"))?;
+    if !is_program(&bytes) {
+        return Err(format!("annotation {ANNOTATION} is not a BPF program"));
     }
     let filter: Vec<libc::sock_filter> = bytes
         .chunks_exact(8)
@@ -251,7 +268,8 @@ fn install(hex: &str) -> Result<(), String> {
     };
     if rc != 0 {
         return Err(format!(
-            "cannot install the sandbox's seccomp filter: {}",
+            "cannot install the seccomp filter of annotation {ANNOTATION}: {} \
+             (it needs process.noNewPrivileges)",
             std::io::Error::last_os_error()
         ));
     }

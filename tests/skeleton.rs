@@ -109,7 +109,14 @@ fn etc_is_the_hosts_curated_subset() {
         .unwrap();
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, std::fs::read_to_string(hosts).unwrap());
-    assert_eq!(skeleton_names(&env).len(), 2, "{:?}", skeleton_names(&env));
+    // (More than two if the host changed another file meanwhile.)
+    assert!(
+        skeleton_names(&env).len() >= 2,
+        "{:?}",
+        skeleton_names(&env)
+    );
+    // Other test binaries expect a settled /etc: past the racy window.
+    std::thread::sleep(Duration::from_secs(3));
 }
 
 /// Skeletons nobody uses go (after a while, and never one a sandbox's

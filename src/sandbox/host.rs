@@ -37,6 +37,10 @@ pub const ETC_ENTRIES: &[&str] = &[
     "/etc/services",
 ];
 
+/// A file changed this recently (seconds) may change again without its
+/// times showing it (they move in coarse ticks), as git's "racy" entries.
+const RACY_SECS: i64 = 2;
+
 /// What a path on the host is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -91,14 +95,25 @@ pub fn inspect(r: &Resolved) -> Result<HostLayout> {
         // links (resolv.conf and localtime often are links), as a bind
         // would: what counts is what they lead to.
         let mut stamp = Fnv1a::default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut racy = false;
         for entry in ETC_ENTRIES {
             if let Ok(m) = std::fs::metadata(entry) {
                 let kind = if m.is_dir() { Kind::Dir } else { Kind::File };
                 layout.kinds.insert(PathBuf::from(entry), kind);
                 if !m.is_dir() {
                     stamp.write_u64(stamp_of(&m));
+                    racy |= m.ctime() >= now.as_secs() as i64 - RACY_SECS;
                 }
             }
+        }
+        if racy {
+            // Changed within the times' granularity: a further edit of the
+            // same size could leave every time as it is. A skeleton for this
+            // sandbox only; the next one, later, gets the shared one.
+            stamp.write_u128(now.as_nanos());
         }
         layout.etc_stamp = stamp.finish();
     }
@@ -240,6 +255,11 @@ pub fn materialize(plan: &RootfsPlan, rootfs: &Path) -> Result<()> {
 fn copy_host(src: &Path, dst: &Path) -> std::io::Result<()> {
     let m = std::fs::metadata(src)?;
     std::fs::copy(src, dst)?;
-    std::os::unix::fs::lchown(dst, Some(m.uid()), Some(m.gid()))?;
+    // Not root (`sandbox bundle` by a user): the files are the user's.
+    if let Err(e) = std::os::unix::fs::lchown(dst, Some(m.uid()), Some(m.gid()))
+        && (nix::unistd::geteuid().is_root() || e.kind() != std::io::ErrorKind::PermissionDenied)
+    {
+        return Err(e);
+    }
     std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o1777))
 }

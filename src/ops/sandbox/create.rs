@@ -19,6 +19,9 @@ pub fn create(ctx: &Context, args: &cli::SandboxCreate) -> Result<()> {
     let claim = ctx.store.claim(id)?;
     let (rootfs, skeleton) = root_of(ctx, &prepared)?;
     write_config(ctx.store.root(), &bundle, &mut prepared, &rootfs)?;
+    // The config names the skeleton now; its descriptor must not reach the
+    // sandbox's processes.
+    drop(skeleton);
     save_resolved(ctx, id, &prepared.resolved)?;
     let create = cli::Create {
         bundle: bundle.clone(),
@@ -26,9 +29,6 @@ pub fn create(ctx: &Context, args: &cli::SandboxCreate) -> Result<()> {
         ..Default::default()
     };
     let mut container = create_claimed(ctx, claim, &bundle, &create, false, Workload::Idle)?;
-    // Its root is mounted and its config names the skeleton: pruning may
-    // look at it from now on.
-    drop(skeleton);
     container.start().map_err(|e| {
         let _ = container.delete(true);
         let _ = ctx.store.remove(id);

@@ -147,7 +147,10 @@ pub fn write_config(root: &Path, dir: &Path, p: &mut Prepared, rootfs: &Path) ->
         reason: format!("root {} is not UTF-8", rootfs.display()),
     })?;
     p.config["root"]["path"] = root_path.into();
-    crate::seccomp::precompile(root, &mut p.config);
+    crate::seccomp::precompile(root, &mut p.config).map_err(|reason| Error::Bundle {
+        path: dir.to_owned(),
+        reason: format!("cannot compile the sandbox's seccomp profile: {reason}"),
+    })?;
     save_config(dir, &p.config)
 }
 

@@ -42,15 +42,15 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
     let claim = ctx.store.claim(&id)?;
     let (rootfs, skeleton) = root_of(ctx, &prepared)?;
     write_config(ctx.store.root(), &bundle, &mut prepared, &rootfs)?;
+    // The config names the skeleton now; its descriptor must not reach the
+    // sandbox's processes.
+    drop(skeleton);
     let create = cli::Create {
         bundle: bundle.clone(),
         container_id: id.clone(),
         ..Default::default()
     };
     let mut container = create_claimed(ctx, claim, &bundle, &create, true, Workload::Command)?;
-    // Its root is mounted and its config names the skeleton: pruning may
-    // look at it from now on.
-    drop(skeleton);
     // `delete --force`'s removal: poststop hooks as warnings, a networked
     // sandbox's teardown in-process.
     let cleanup = |container: &mut libcontainer::container::Container| {

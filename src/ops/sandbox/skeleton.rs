@@ -6,10 +6,11 @@
 //! instead of using a stale copy.
 //!
 //! A sandbox holds a shared `flock` of its skeleton from lookup until its
-//! create has returned (its root mounted); from then on its config.json
-//! names the skeleton. Pruning takes the lock exclusively, without waiting,
-//! and removes only skeletons that no config names and that nobody used for
-//! [`IDLE`]; that keeps the skeletons of plans in use, and removes those the
+//! config.json, which names the skeleton, is written (and no longer: no
+//! descriptor of the host's state root may reach the sandbox's processes).
+//! Pruning takes the lock exclusively, without waiting, and then removes
+//! only skeletons that nobody used for [`IDLE`] and that no sandbox's config
+//! names; that keeps the skeletons of plans in use, and removes those the
 //! host's changes left behind.
 
 use std::fs::File;
@@ -33,7 +34,7 @@ pub const SKELETON_DIR: &str = "@rootfs";
 pub const IDLE: Duration = Duration::from_secs(600);
 
 /// A skeleton in use: the path, and the shared lock that keeps pruning away
-/// until the sandbox's create has returned.
+/// until the sandbox's config names it (drop it then, before anything forks).
 pub struct Skeleton {
     pub path: PathBuf,
     _lock: File,
@@ -44,19 +45,22 @@ pub fn acquire(ctx: &Context, plan: &RootfsPlan) -> Result<Skeleton> {
     let key = fnv1a(&serde_json::to_vec(plan).unwrap_or_default());
     let parent = ctx.store.root().join(SKELETON_DIR);
     let path = parent.join(format!("{key:016x}"));
-    if let Some(lock) = open_shared(&path) {
-        return Ok(Skeleton { path, _lock: lock });
+    // A skeleton can be pruned between its build and our lock (only by a
+    // prune that saw it idle, so hardly ever): build again.
+    for attempt in 0..3 {
+        if let Some(lock) = open_shared(&path) {
+            return Ok(Skeleton { path, _lock: lock });
+        }
+        build(&parent, &path, plan)?;
+        if attempt == 0 {
+            // A new skeleton, so possibly a changed host: old ones may go.
+            prune(ctx);
+        }
     }
-    build(&parent, &path, plan)?;
-    // A new skeleton, so possibly a changed host: the old ones may go.
-    prune(ctx);
-    let lock = open_shared(&path).ok_or_else(|| {
-        Error::io(
-            format!("cannot open {}", path.display()),
-            std::io::Error::from(std::io::ErrorKind::NotFound),
-        )
-    })?;
-    Ok(Skeleton { path, _lock: lock })
+    Err(Error::io(
+        format!("cannot keep {}", path.display()),
+        std::io::Error::from(std::io::ErrorKind::NotFound),
+    ))
 }
 
 /// Opens and share-locks `path`, and marks it used (its time is what
@@ -111,7 +115,6 @@ pub fn prune(ctx: &Context) -> Vec<String> {
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .is_some_and(|d| d >= age)
     };
-    let mut named: Option<Vec<String>> = None;
     let mut removed = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -132,9 +135,14 @@ pub fn prune(ctx: &Context) -> Vec<String> {
         if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             continue;
         }
-        let configs = named.get_or_insert_with(|| sandbox_configs(ctx));
-        let needle = format!("\"{}\"", path.display());
-        if configs.iter().any(|c| c.contains(&needle)) {
+        // Under the lock, again: a sandbox may have taken it since, and its
+        // config is written before it lets go. Configs name the skeleton by
+        // its path in whatever spelling of the state root they were given:
+        // the key is what counts.
+        let needle = format!("/{SKELETON_DIR}/{name}\"");
+        if !dir.metadata().is_ok_and(|m| idle(&m, IDLE))
+            || sandbox_configs(ctx).iter().any(|c| c.contains(&needle))
+        {
             continue;
         }
         // Renamed first, so no new sandbox finds it; one already waiting
