@@ -56,6 +56,12 @@ pub fn precompile(root: &Path, config: &mut Value) -> Result<(), String> {
     let Some(profile) = config.pointer("/linux/seccomp") else {
         return Ok(());
     };
+    if profile
+        .get("flags")
+        .is_some_and(|f| f.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        return Err("a sandbox's profile has no filter flags".into());
+    }
     let program = program(root, profile)?;
     if let Some(linux) = config.get_mut("linux").and_then(Value::as_object_mut) {
         linux.remove("seccomp");
@@ -65,6 +71,58 @@ pub fn precompile(root: &Path, config: &mut Value) -> Result<(), String> {
     }
     config["annotations"][ANNOTATION] = Value::String(hex::encode(program));
     Ok(())
+}
+
+/// A compiled filter and the flags to install it with.
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub bpf: Vec<u8>,
+    pub flags: u32,
+}
+
+/// The filter an `exec`'d process of the container whose config is
+/// `config` must get: its `linux.seccomp`, compiled (through the cache under
+/// `root`). libcontainer 0.7 installs `linux.seccomp` in a container's init
+/// but builds an exec'd process's spec without it, so without this the
+/// process would run unfiltered. None when the config has no profile (or
+/// carries its program in [`ANNOTATION`], which the executor installs).
+pub fn for_exec(root: &Path, config: &Value) -> Result<Option<Program>, String> {
+    let Some(profile) = config.pointer("/linux/seccomp") else {
+        return Ok(None);
+    };
+    let parsed: LinuxSeccomp =
+        serde_json::from_value(profile.clone()).map_err(|e| e.to_string())?;
+    let notify = parsed.default_action() == LinuxSeccompAction::ScmpActNotify
+        || parsed
+            .syscalls()
+            .iter()
+            .flatten()
+            .any(|r| r.action() == LinuxSeccompAction::ScmpActNotify);
+    if notify {
+        return Err(
+            "its seccomp profile uses SCMP_ACT_NOTIFY, which needs a listener \
+                    sbx-oci cannot give an exec'd process"
+                .into(),
+        );
+    }
+    Ok(Some(Program {
+        bpf: program(root, profile)?,
+        flags: flags(&parsed),
+    }))
+}
+
+/// The seccomp(2) flags of a profile, as libseccomp would load it with them
+/// (wait-killable-recv only matters to a listener, which is refused above).
+pub fn flags(profile: &LinuxSeccomp) -> u32 {
+    use oci_spec::runtime::LinuxSeccompFilterFlag as F;
+    profile.flags().iter().flatten().fold(0, |bits, f| {
+        bits | match f {
+            F::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC as u32,
+            F::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG as u32,
+            F::SeccompFilterFlagSpecAllow => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32,
+            F::SeccompFilterFlagWaitKillableRecv => 0,
+        }
+    })
 }
 
 /// Bumped when what `compile` writes changes, so old cache files are not used.
@@ -128,10 +186,8 @@ fn read_program(path: &Path) -> Option<Vec<u8>> {
 
 /// Compiles `profile` with libseccomp into `out`, making the calls
 /// libcontainer makes for it (same rules, same order, same attributes).
+/// Its flags are not part of the program: see [`flags`].
 pub fn compile(profile: &LinuxSeccomp, out: &File) -> Result<(), String> {
-    if profile.flags().as_ref().is_some_and(|f| !f.is_empty()) {
-        return Err("filter flags are left to libcontainer".into());
-    }
     let err = |e: libseccomp::error::SeccompError| e.to_string();
     let default = action(profile.default_action(), profile.default_errno_ret())?;
     let mut ctx = ScmpFilterContext::new(default).map_err(err)?;
@@ -236,13 +292,18 @@ fn arch(a: Arch) -> ScmpArch {
     }
 }
 
-/// Installs the program `hex` (the annotation's value) in this thread,
-/// with the flags libseccomp gives a default filter (none).
-fn install(hex: &str) -> Result<(), String> {
-    let bytes = hex::decode(hex).map_err(|e| format!("annotation {ANNOTATION} is not hex: {e}"))?;
-    if !is_program(&bytes) {
+/// The program of annotation value `hex` (a sandbox's profile has no flags).
+fn from_annotation(hex: &str) -> Result<Program, String> {
+    let bpf = hex::decode(hex).map_err(|e| format!("annotation {ANNOTATION} is not hex: {e}"))?;
+    if !is_program(&bpf) {
         return Err(format!("annotation {ANNOTATION} is not a BPF program"));
     }
+    Ok(Program { bpf, flags: 0 })
+}
+
+/// Installs `program` in this thread.
+fn install(program: &Program) -> Result<(), String> {
+    let bytes = &program.bpf;
     let filter: Vec<libc::sock_filter> = bytes
         .chunks_exact(8)
         .map(|i| libc::sock_filter {
@@ -262,13 +323,13 @@ fn install(hex: &str) -> Result<(), String> {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            0,
+            program.flags,
             &prog as *const libc::sock_fprog,
         )
     };
     if rc != 0 {
         return Err(format!(
-            "cannot install the seccomp filter of annotation {ANNOTATION}: {} \
+            "cannot install the container's seccomp filter: {} \
              (it needs process.noNewPrivileges)",
             std::io::Error::last_os_error()
         ));
@@ -277,28 +338,98 @@ fn install(hex: &str) -> Result<(), String> {
 }
 
 /// The executor of processes sbx-oci starts in containers: `E`, after the
-/// config's precompiled filter (if it has one) is installed.
+/// config's precompiled filter (a sandbox's, in [`ANNOTATION`]) and the
+/// filter given for an exec'd process (see [`for_exec`]) are installed.
 #[derive(Clone)]
-pub struct Filtered<E>(pub E);
+pub struct Filtered<E> {
+    inner: E,
+    program: Option<Program>,
+}
+
+impl<E> Filtered<E> {
+    pub fn new(inner: E) -> Self {
+        Filtered {
+            inner,
+            program: None,
+        }
+    }
+
+    pub fn with_program(mut self, program: Option<Program>) -> Self {
+        self.program = program;
+        self
+    }
+}
 
 impl<E: Executor + Clone + 'static> Executor for Filtered<E> {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        self.0.exec(spec)
+        self.inner.exec(spec)
     }
 
     /// libcontainer calls this right where it installs `linux.seccomp`.
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
-        let program = spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION));
-        if let Some(hex) = program {
-            install(hex).map_err(ExecutorValidationError::ArgValidationError)?;
+        let failed = ExecutorValidationError::ArgValidationError;
+        if let Some(hex) = spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION)) {
+            install(&from_annotation(hex).map_err(failed)?).map_err(failed)?;
         }
-        self.0.validate(spec)
+        if let Some(program) = &self.program {
+            install(program).map_err(failed)?;
+        }
+        self.inner.validate(spec)
     }
 
     fn setup_envs(
         &self,
         envs: std::collections::HashMap<String, String>,
     ) -> Result<(), libcontainer::workload::ExecutorSetEnvsError> {
-        self.0.setup_envs(envs)
+        self.inner.setup_envs(envs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(extra: Value) -> Value {
+        let mut p = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{ "names": ["mkdir"], "action": "SCMP_ACT_ERRNO" }],
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        p
+    }
+
+    #[test]
+    fn exec_refuses_a_listener_and_keeps_flags() {
+        let root = std::env::temp_dir().join(format!("sbx-seccomp-unit-{}", std::process::id()));
+        let notify = serde_json::json!({ "linux": { "seccomp": profile(serde_json::json!({
+            "syscalls": [{ "names": ["mkdir"], "action": "SCMP_ACT_NOTIFY" }] })) } });
+        let err = for_exec(&root, &notify).unwrap_err();
+        assert!(err.contains("SCMP_ACT_NOTIFY"), "{err}");
+
+        let flagged = serde_json::json!({ "linux": { "seccomp": profile(serde_json::json!({
+            "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"] })) } });
+        let p = for_exec(&root, &flagged).unwrap().unwrap();
+        assert_eq!(
+            p.flags,
+            (libc::SECCOMP_FILTER_FLAG_LOG | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW) as u32
+        );
+        assert!(is_program(&p.bpf));
+        assert!(
+            for_exec(&root, &serde_json::json!({ "linux": {} }))
+                .unwrap()
+                .is_none()
+        );
+
+        // A sandbox's profile has no flags: refused rather than dropped.
+        let mut config = flagged.clone();
+        assert!(precompile(&root, &mut config).is_err());
+        let mut config =
+            serde_json::json!({ "linux": { "seccomp": profile(serde_json::json!({})) } });
+        precompile(&root, &mut config).unwrap();
+        assert!(config["linux"]["seccomp"].is_null());
+        assert!(config["annotations"][ANNOTATION].is_string());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

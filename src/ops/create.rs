@@ -58,8 +58,8 @@ pub fn create_claimed(
         .with_root_path(ctx.store.dir(id))
         .and_then(|b| b.with_pid_file(args.pid_file.as_ref()))
         .and_then(|b| match workload {
-            Workload::Command => Ok(b.with_executor(Filtered(DefaultExecutor {}))),
-            Workload::Idle => idle_stdio(b).map(|b| b.with_executor(Filtered(IdleInit))),
+            Workload::Command => Ok(b.with_executor(Filtered::new(DefaultExecutor {}))),
+            Workload::Idle => idle_stdio(b).map(|b| b.with_executor(Filtered::new(IdleInit))),
         })
         .map(|b| {
             b.with_console_socket(args.console_socket.as_ref())

@@ -2,7 +2,7 @@
 //! process is the container's own process (user, env, cwd, capabilities)
 //! with the given overrides, as runc does; with --process, that file as is.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use libcontainer::container::ContainerStatus;
 use libcontainer::container::builder::ContainerBuilder;
@@ -48,12 +48,26 @@ pub fn spawn(ctx: &Context, args: &cli::Exec) -> Result<Pid> {
     }
     selfexe::ensure_protected()?;
 
-    // The argv form is turned into a process file beside the container state,
-    // removed once the process has started.
+    // libcontainer 0.7 builds an exec'd process's spec without the
+    // container's linux.seccomp: compiled here, installed by our executor.
+    // That happens after capabilities are dropped, so the process needs
+    // no_new_privs for it (as every sandbox process has anyway).
+    let config_path = container.bundle().join("config.json");
+    let filter = exec_filter(ctx, &config_path)?;
+
+    // The argv form, or a --process file that needs no_new_privs added, is
+    // turned into a process file beside the container state, removed once
+    // the process has started.
     let process_file = match &args.process {
-        Some(path) => ProcessFile::Given(path.clone()),
-        None => {
-            let process = process_from_args(&container.bundle().join("config.json"), args)?;
+        Some(path) if filter.is_none() => ProcessFile::Given(path.clone()),
+        given => {
+            let mut process = match given {
+                Some(path) => load_process(path)?,
+                None => process_from_args(&config_path, args)?,
+            };
+            if filter.is_some() {
+                process.set_no_new_privileges(Some(true));
+            }
             let path = ctx
                 .store
                 .dir(id)
@@ -70,7 +84,7 @@ pub fn spawn(ctx: &Context, args: &cli::Exec) -> Result<Pid> {
         .with_root_path(ctx.store.dir(id))
         .and_then(|b| b.with_pid_file(args.pid_file.as_ref()))
         .and_then(|b| {
-            b.with_executor(Filtered(DefaultExecutor {}))
+            b.with_executor(Filtered::new(DefaultExecutor {}).with_program(filter))
                 .with_console_socket(args.console_socket.as_ref())
                 .with_preserved_fds(args.preserve_fds)
                 .as_tenant()
@@ -109,6 +123,28 @@ impl Drop for ProcessFile {
 }
 
 /// The container's process with the command line's overrides applied.
+/// The seccomp filter an exec'd process of the container gets (see above).
+fn exec_filter(ctx: &Context, config: &Path) -> Result<Option<crate::seccomp::Program>> {
+    let text = std::fs::read_to_string(config)
+        .map_err(|e| Error::io(format!("cannot read {}", config.display()), e))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Bundle {
+        path: config.to_owned(),
+        reason: format!("cannot load: {e}"),
+    })?;
+    crate::seccomp::for_exec(ctx.store.root(), &value).map_err(|reason| {
+        Error::InvalidArgument(format!(
+            "cannot give the new process the container's seccomp filter: {reason}"
+        ))
+    })
+}
+
+fn load_process(path: &Path) -> Result<Process> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("cannot read process file {}", path.display()), e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::InvalidArgument(format!("process file {}: {e}", path.display())))
+}
+
 fn process_from_args(config: &std::path::Path, args: &cli::Exec) -> Result<Process> {
     let spec = Spec::load(config).map_err(|e| Error::Bundle {
         path: config.to_owned(),
