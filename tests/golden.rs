@@ -68,7 +68,7 @@ fn check_golden(file: &str, got: &str) {
 fn translated(spec: &SandboxSpec) -> Value {
     let resolved = spec.resolve();
     validate(&resolved).unwrap();
-    let bundle = Path::new("/run/sbx-oci/golden/@sandbox");
+    let bundle = Path::new("/run/sbx-oci/golden");
     let t = translate(&resolved, "golden", &host(), bundle).unwrap();
     // Through oci_spec's `Spec`: the config must be one libcontainer accepts
     // (and the golden files show it as the `Spec` serializes it).

@@ -689,7 +689,7 @@ fn seccomp_filter_is_precompiled_and_equal_to_libcontainers() {
     let ours = env.id("ours");
     env.ok(&["sandbox", "create", &ours]);
     let config: Value = serde_json::from_str(
-        &std::fs::read_to_string(env.root.join(&ours).join("@sandbox/config.json")).unwrap(),
+        &std::fs::read_to_string(env.root.join(&ours).join("config.json")).unwrap(),
     )
     .unwrap();
     assert!(

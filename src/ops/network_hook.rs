@@ -190,13 +190,11 @@ pub fn failure(state_dir: &Path) -> Option<String> {
 }
 
 /// Where a container's policy file may be: injected from annotations, or a
-/// sandbox's (in its bundle, inside the state directory).
+/// sandbox's (in its bundle, which is the state directory).
 fn policy_files(state_dir: &Path) -> [PathBuf; 2] {
     [
         state_dir.join(POLICY_FILE),
-        state_dir
-            .join(super::sandbox::BUNDLE_DIR)
-            .join(crate::sandbox::translate::POLICY_FILE),
+        state_dir.join(crate::sandbox::translate::POLICY_FILE),
     ]
 }
 

@@ -1,7 +1,10 @@
 //! `sbx-oci sandbox ...`: sandboxes for untrusted commands, built on the
-//! runtime's own create/start/exec/delete. A sandbox's state directory holds
-//! its bundle and resolved spec in `@sandbox/`, its snapshots in
-//! `@snapshots/` (names no container id can take).
+//! runtime's own create/start/exec/delete. A sandbox's state directory is
+//! also its bundle: config.json (and a networked sandbox's network.json and
+//! resolv.conf) and the resolved spec sit beside libcontainer's `<id>/`, and
+//! its snapshots in `@snapshots/` (a name no container id can take). No
+//! bundle directory of its own: removing a directory costs ~0.25 ms on an
+//! ext4 state root.
 
 pub mod bundle;
 pub mod create;
@@ -29,7 +32,6 @@ use crate::sandbox::translate::{self, NetworkFiles};
 use crate::sandbox::{Resolved, RootfsPlan, SandboxSpec, flags, host, validate};
 use crate::{Error, Result};
 
-pub const BUNDLE_DIR: &str = "@sandbox";
 pub const SNAPSHOT_DIR: &str = "@snapshots";
 const RESOLVED_FILE: &str = "sandbox.json";
 
@@ -165,9 +167,9 @@ pub fn root_of(ctx: &Context, p: &Prepared) -> Result<(PathBuf, Option<skeleton:
     Ok((path.clone(), None))
 }
 
-/// The bundle directory of sandbox `id` in the state root.
+/// The bundle directory of sandbox `id`: its state directory.
 pub fn bundle_dir(ctx: &Context, id: &str) -> PathBuf {
-    ctx.store.dir(id).join(BUNDLE_DIR)
+    ctx.store.dir(id)
 }
 
 pub fn save_resolved(ctx: &Context, id: &str, r: &Resolved) -> Result<()> {

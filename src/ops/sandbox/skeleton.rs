@@ -19,7 +19,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::BUNDLE_DIR;
 use crate::fnv::fnv1a;
 use crate::ops::Context;
 use crate::sandbox::RootfsPlan;
@@ -163,7 +162,7 @@ fn sandbox_configs(ctx: &Context) -> Vec<String> {
         .unwrap_or_default()
         .iter()
         .filter_map(|id| {
-            std::fs::read_to_string(ctx.store.dir(id).join(BUNDLE_DIR).join("config.json")).ok()
+            std::fs::read_to_string(super::bundle_dir(ctx, id).join("config.json")).ok()
         })
         .collect()
 }
