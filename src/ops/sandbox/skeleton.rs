@@ -32,6 +32,9 @@ pub const SKELETON_DIR: &str = "@rootfs";
 /// is removed when another one is built, and by `gc`.
 pub const IDLE: Duration = Duration::from_secs(600);
 
+/// How often a skeleton in use is marked used.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
 /// A skeleton in use: the path, and the shared lock that keeps pruning away
 /// until the sandbox's config names it (drop it then, before anything forks).
 pub struct Skeleton {
@@ -71,11 +74,21 @@ fn open_shared(path: &Path) -> Option<File> {
     if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_SH) } != 0 {
         return None;
     }
-    if dir.metadata().ok()?.nlink() == 0 {
+    let m = dir.metadata().ok()?;
+    if m.nlink() == 0 {
         return None;
     }
-    // SAFETY: futimens with a null `times` sets both to now.
-    unsafe { libc::futimens(dir.as_raw_fd(), std::ptr::null()) };
+    // At most once a minute: a metadata write per run is not free on a
+    // journaled state root, and pruning only asks about the last 10 minutes.
+    let stale = m
+        .modified()
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_none_or(|age| age >= TOUCH_EVERY);
+    if stale {
+        // SAFETY: futimens with a null `times` sets both to now.
+        unsafe { libc::futimens(dir.as_raw_fd(), std::ptr::null()) };
+    }
     Some(dir)
 }
 
