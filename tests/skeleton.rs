@@ -71,7 +71,8 @@ fn etc_is_the_hosts_curated_subset() {
             "-c",
             "cat /etc/passwd /etc/hosts; ls /etc/ssl; \
              test -d /etc/ssl/certs && echo certs; \
-             touch /etc/passwd 2>/dev/null || echo read-only",
+             touch /etc/passwd 2>/dev/null || echo read-only; \
+             touch /etc/ssl/certs/x 2>/dev/null || echo read-only",
         ],
     );
     assert_eq!(code, 0, "{err}");
@@ -83,7 +84,7 @@ fn etc_is_the_hosts_curated_subset() {
     if std::path::Path::new("/etc/ssl/openssl.cnf").exists() {
         want.push_str("openssl.cnf\n");
     }
-    want.push_str("certs\nread-only\n");
+    want.push_str("certs\nread-only\nread-only\n");
     assert_eq!(rest, want, "no /etc/ssl/private, even for root");
 
     // A change on the host (here only its times, so the content stays) is a
