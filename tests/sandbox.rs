@@ -7,20 +7,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Env, cgroup_dirs};
+use common::{Env, cgroup_dirs, sandbox_run as run};
 use serde_json::Value;
-
-/// `sandbox run`, returning (exit code, stdout, stderr).
-fn run(env: &Env, args: &[&str]) -> (i32, String, String) {
-    let mut full = vec!["sandbox", "run"];
-    full.extend_from_slice(args);
-    let out = env.sbx(&full);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A run sandbox leaves nothing: no state, no cgroup.
 fn assert_sandbox_gone(env: &Env, id: &str) {

@@ -8,20 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::Env;
+use common::{Env, sandbox_run as run};
 use serde_json::Value;
-
-/// `sandbox run`, returning (exit code, stdout, stderr).
-fn run(env: &Env, args: &[&str]) -> (i32, String, String) {
-    let mut full = vec!["sandbox", "run"];
-    full.extend_from_slice(args);
-    let out = env.sbx(&full);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// Sets the modification time of `path` (a skeleton) an hour back, as if
 /// nobody had used it since.

@@ -295,6 +295,18 @@ impl Drop for Env {
     }
 }
 
+/// `sandbox run ARGS`, returning (exit code, stdout, stderr).
+pub fn sandbox_run(env: &Env, args: &[&str]) -> (i32, String, String) {
+    let mut full = vec!["sandbox", "run"];
+    full.extend_from_slice(args);
+    let out = env.sbx(&full);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Reads a file inside a running container through /proc/<pid>/root.
 pub fn read_in(pid: i32, path: &str) -> Option<String> {
     fs::read_to_string(format!("/proc/{pid}/root{path}")).ok()
