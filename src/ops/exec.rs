@@ -122,7 +122,6 @@ impl Drop for ProcessFile {
     }
 }
 
-/// The container's process with the command line's overrides applied.
 /// The seccomp filter an exec'd process of the container gets (see above).
 fn exec_filter(ctx: &Context, config: &Path) -> Result<Option<crate::seccomp::Program>> {
     let text = std::fs::read_to_string(config)
@@ -145,6 +144,7 @@ fn load_process(path: &Path) -> Result<Process> {
         .map_err(|e| Error::InvalidArgument(format!("process file {}: {e}", path.display())))
 }
 
+/// The container's process with the command line's overrides applied.
 fn process_from_args(config: &std::path::Path, args: &cli::Exec) -> Result<Process> {
     let spec = Spec::load(config).map_err(|e| Error::Bundle {
         path: config.to_owned(),
