@@ -1,8 +1,8 @@
 //! An exec'd process gets the container's seccomp filter, as with runc.
 //! libcontainer 0.7 builds an exec'd process's spec without linux.seccomp,
-//! so sbx-oci compiles it and its executor installs it (src/seccomp.rs); the
-//! process then runs with no_new_privs, which installing a filter without
-//! CAP_SYS_ADMIN needs.
+//! so sbx-oci compiles it and its executor installs it (src/seccomp.rs); a
+//! process without CAP_SYS_ADMIN then runs with no_new_privs, which
+//! installing a filter after the capabilities are set needs.
 
 mod common;
 
@@ -53,6 +53,24 @@ fn exec_gets_the_containers_seccomp_filter() {
             .unwrap()
             .contains("noNewPrivileges"),
         "the caller's file is left as it was"
+    );
+
+    // A process that keeps CAP_SYS_ADMIN installs the filter without
+    // no_new_privs, as runc leaves it.
+    let admin = env.dir.join("admin.json");
+    let caps = json!(["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE"]);
+    std::fs::write(
+        &admin,
+        json!({ "terminal": false, "user": { "uid": 0, "gid": 0 },
+                "args": ["sh", "-c", probe], "env": ["PATH=/bin:/usr/bin"], "cwd": "/",
+                "capabilities": { "bounding": caps, "effective": caps, "permitted": caps } })
+        .to_string(),
+    )
+    .unwrap();
+    let out = env.ok(&["exec", "--process", admin.to_str().unwrap(), &id]);
+    assert!(
+        out.starts_with("NoNewPrivs:\t0\nSeccomp:\t2\n") && out.ends_with("mkdir-refused\n"),
+        "{out}"
     );
 
     env.ok(&["delete", "--force", &id]);

@@ -50,29 +50,36 @@ pub fn spawn(ctx: &Context, args: &cli::Exec) -> Result<Pid> {
 
     // libcontainer 0.7 builds an exec'd process's spec without the
     // container's linux.seccomp: compiled here, installed by our executor.
-    // That happens after capabilities are dropped, so the process needs
-    // no_new_privs for it (as every sandbox process has anyway).
+    // That happens after capabilities are set, so a process without
+    // CAP_SYS_ADMIN needs no_new_privs for it (as every sandbox process has
+    // anyway); one that keeps CAP_SYS_ADMIN is left as it asked.
     let config_path = container.bundle().join("config.json");
     let filter = exec_filter(ctx, &config_path)?;
 
     // The argv form, or a --process file that needs no_new_privs added, is
     // turned into a process file beside the container state, removed once
     // the process has started.
+    let mut process = match &args.process {
+        Some(_) if filter.is_none() => None,
+        Some(path) => Some(load_process(path)?),
+        None => Some(process_from_args(&config_path, args)?),
+    };
+    let mut rewritten = args.process.is_none();
+    if let Some(p) = &mut process
+        && filter.is_some()
+        && !may_install_filters(p)
+    {
+        p.set_no_new_privileges(Some(true));
+        rewritten = true;
+    }
     let process_file = match &args.process {
-        Some(path) if filter.is_none() => ProcessFile::Given(path.clone()),
-        given => {
-            let mut process = match given {
-                Some(path) => load_process(path)?,
-                None => process_from_args(&config_path, args)?,
-            };
-            if filter.is_some() {
-                process.set_no_new_privileges(Some(true));
-            }
+        Some(path) if !rewritten => ProcessFile::Given(path.clone()),
+        _ => {
             let path = ctx
                 .store
                 .dir(id)
                 .join(format!("exec-{}.json", std::process::id()));
-            let json = serde_json::to_vec(&process)
+            let json = serde_json::to_vec(&process.unwrap_or_default())
                 .map_err(|e| Error::InvalidArgument(format!("cannot encode process: {e}")))?;
             std::fs::write(&path, json)
                 .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
@@ -120,6 +127,16 @@ impl Drop for ProcessFile {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// Whether `p` may install a seccomp filter once its capabilities are set:
+/// with no_new_privs, or with CAP_SYS_ADMIN in its effective set.
+fn may_install_filters(p: &Process) -> bool {
+    p.no_new_privileges() == Some(true)
+        || p.capabilities()
+            .as_ref()
+            .and_then(|c| c.effective().as_ref())
+            .is_some_and(|e| e.contains(&Capability::SysAdmin))
 }
 
 /// The seccomp filter an exec'd process of the container gets (see above).
