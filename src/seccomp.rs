@@ -145,23 +145,29 @@ fn program(root: &Path, profile: &Value) -> Result<Vec<u8>, String> {
     let profile: LinuxSeccomp =
         serde_json::from_value(profile.clone()).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    // Compiled into a file of its own, checked, then written aside and
+    // Compiled into a file aside, checked, its checksum appended, then
     // renamed: a cached program is always whole.
     let tmp = dir.join(format!(".{:016x}.{}", key.finish(), std::process::id()));
     let compiled = File::create(&tmp)
         .map_err(|e| e.to_string())
         .and_then(|f| compile(&profile, &f))
-        .and_then(|_| std::fs::read(&tmp).map_err(|e| e.to_string()));
-    let _ = std::fs::remove_file(&tmp);
-    let program = compiled?;
-    if !is_program(&program) {
-        return Err(format!("libseccomp exported {} bytes", program.len()));
-    }
-    let mut file = program.clone();
-    file.extend_from_slice(&fnv1a(&program).to_le_bytes());
-    let stored = File::create(&tmp)
+        .and_then(|_| std::fs::read(&tmp).map_err(|e| e.to_string()))
+        .and_then(|p| match is_program(&p) {
+            true => Ok(p),
+            false => Err(format!("libseccomp exported {} bytes", p.len())),
+        });
+    let program = match compiled {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let stored = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&tmp)
         .and_then(|mut f| {
-            f.write_all(&file)?;
+            f.write_all(&fnv1a(&program).to_le_bytes())?;
             f.sync_all()
         })
         .and_then(|_| std::fs::rename(&tmp, &path));
@@ -170,6 +176,27 @@ fn program(root: &Path, profile: &Value) -> Result<Vec<u8>, String> {
         let _ = std::fs::remove_file(&tmp);
     }
     Ok(program)
+}
+
+/// Removes what compilations that crashed left in the cache under `root`
+/// (files written aside, older than `grace`). Returns their names.
+pub fn prune(root: &Path, grace: std::time::Duration) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(root.join(CACHE_DIR)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= grace)
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 fn is_program(bytes: &[u8]) -> bool {

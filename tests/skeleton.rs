@@ -124,7 +124,21 @@ fn gc_prunes_idle_skeletons_only() {
     for name in [&used[0], "00000000deadbeef", ".00000000deadbeef.1"] {
         age(&skeletons.join(name));
     }
+    // An interrupted compilation's file in the seccomp cache goes too.
+    let cache = env.root.join("@seccomp");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join(".00000000deadbeef.1"), b"half").unwrap();
+    age(&cache.join(".00000000deadbeef.1"));
     let report: Value = serde_json::from_str(&env.ok(&["gc"])).unwrap();
+    assert_eq!(
+        report["seccomp_leftovers"],
+        serde_json::json!([".00000000deadbeef.1"])
+    );
+    assert!(
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .all(|e| { !e.unwrap().file_name().to_string_lossy().starts_with('.') })
+    );
     let mut removed: Vec<&str> = report["skeletons"]
         .as_array()
         .unwrap()

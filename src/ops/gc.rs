@@ -11,6 +11,7 @@
 //! - Root skeletons of sandboxes that no sandbox names and nobody used for
 //!   a while, such as those a change of the host's /etc left behind (see
 //!   `sandbox::skeleton`).
+//! - Files that interrupted compilations left in the seccomp cache.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -49,7 +50,9 @@ pub fn gc(ctx: &Context, stdout: &mut dyn Write) -> Result<()> {
         .map(|(link, addr, owner)| json!({ "link": link, "address": addr, "sandbox": owner }))
         .collect();
     let skeletons = super::sandbox::skeleton::prune(ctx);
-    let report = json!({ "half_created": claims, "nat_entries": nat, "skeletons": skeletons });
+    let seccomp = crate::seccomp::prune(ctx.store.root(), GRACE);
+    let report = json!({ "half_created": claims, "nat_entries": nat, "skeletons": skeletons,
+                         "seccomp_leftovers": seccomp });
     let _ = writeln!(
         stdout,
         "{}",
