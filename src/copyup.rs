@@ -17,7 +17,7 @@
 //!
 //! The same shadow config carries the prestart/createRuntime hook rewrite of
 //! `hooks::wrap_for_state` when the config has such hooks, and the network
-//! hook of `ops::network_hook` when its annotations ask for one.
+//! hook of `network` when its annotations ask for one.
 //!
 //! Differences from runc: createContainer hooks see the rewritten bundle's
 //! path (the stored state, and prestart/createRuntime hooks, name the real
@@ -75,11 +75,11 @@ impl Plan {
 /// Returns `None` (the common case, decided by substring tests) when the
 /// bundle's config.json neither uses tmpcopyup nor has prestart or
 /// createRuntime hooks (which `hooks::wrap_for_state` rewrites into the same
-/// shadow config) nor network annotations (`ops::network_hook::inject`,
+/// shadow config) nor network annotations (`network::inject`,
 /// which writes the policy into `state_dir`); otherwise writes the rewritten
 /// config into `state_dir/@bundle` and returns the plan.
 pub fn prepare(bundle: &Path, state_dir: &Path) -> Result<Option<Plan>> {
-    use crate::ops::network_hook;
+    use crate::network as network_hook;
     let shadow = &state_dir.join("@bundle");
     let path = bundle.join("config.json");
     let bytes = std::fs::read(&path)

@@ -17,6 +17,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The argument that selects `ops::hook` (`run-hook`), which the rewritten
+/// hooks call.
+pub const SUBCOMMAND: &str = "run-hook";
+
 use libcontainer::config::YoukiConfig;
 use libcontainer::container::Container;
 use nix::unistd::Pid;
@@ -103,9 +107,10 @@ impl Taken {
             let one = vec![hook.clone()];
             // Our own network teardown (a sandbox's poststop) runs here,
             // without a process: what it would do, done the same way.
-            let result = match crate::ops::network_hook::own_down_hook(hook) {
-                Some(policy) => crate::ops::network_hook::down(&policy, container.id())
-                    .map_err(|e| e.to_string()),
+            let result = match crate::network::own_down_hook(hook) {
+                Some(policy) => {
+                    crate::network::down(&policy, container.id()).map_err(|e| e.to_string())
+                }
                 None => libcontainer::hooks::run_hooks(
                     Some(&one),
                     Some(&container.state),
@@ -192,7 +197,7 @@ pub fn wrap_for_state(spec: &mut serde_json::Value, bundle: &Path) -> bool {
             }
             let mut args = vec![
                 Value::from("sbx-oci"),
-                Value::from(crate::ops::hook::SUBCOMMAND),
+                Value::from(SUBCOMMAND),
                 Value::from("--bundle"),
                 Value::from(bundle.to_string_lossy().into_owned()),
                 Value::from(path.clone()),

@@ -6,10 +6,12 @@
 //! - [`ops`]: one module per OCI operation (create, start, run, ...).
 //! - effects at the edge: [`store`] (the state directory), [`selfexe`] (the
 //!   runtime binary's protection), [`cgroup`], [`logging`], [`copyup`], [`nft`]
-//!   (the network policy's nftables table), libcontainer itself.
+//!   (the network policy's nftables table), [`network`] (a container's
+//!   egress: rules, way out, DNS gatekeeper), libcontainer itself.
 //! - pure models: [`sandbox`] (SandboxSpec → OCI config), [`netpolicy`]
 //!   (allowlist → nftables ruleset).
 
+pub mod caps;
 pub mod cgroup;
 pub mod cli;
 pub mod copyup;
@@ -19,6 +21,7 @@ pub mod hooks;
 pub mod idle_init;
 pub mod logging;
 pub mod netpolicy;
+pub mod network;
 pub mod nft;
 pub mod ops;
 pub mod rtnl;

@@ -77,7 +77,7 @@ pub fn create_claimed(
             {
                 let _ = container.delete(true);
                 reap_children();
-                super::network_hook::undo_after_failed_create(&ctx.store.dir(id), &bundle);
+                crate::network::undo_after_failed_create(&ctx.store.dir(id), &bundle);
                 return Err(err);
             }
             claim.keep();
@@ -90,9 +90,9 @@ pub fn create_claimed(
             // Our network hook may have installed its table in a namespace
             // the client made before a later step failed: take it out.
             let state_dir = ctx.store.dir(id);
-            super::network_hook::undo_after_failed_create(&state_dir, &bundle);
+            crate::network::undo_after_failed_create(&state_dir, &bundle);
             // Read before the claim (and the sandbox's bundle in it) goes.
-            let err = match super::network_hook::failure(&state_dir) {
+            let err = match crate::network::failure(&state_dir) {
                 Some(msg) => Error::InvalidArgument(msg),
                 None => diagnose(&bundle, id, err),
             };
@@ -183,7 +183,7 @@ fn diagnose(bundle: &Path, id: &str, err: libcontainer::error::LibcontainerError
     for r in process.rlimits().iter().flatten() {
         if let Some(current) = hard_limit(r.typ())
             && r.hard() > current
-            && !has_cap_sys_resource()
+            && !crate::caps::has_effective(crate::caps::CAP_SYS_RESOURCE)
         {
             return bundle_error(format!(
                 "process.rlimits {}: hard limit {} is above the runtime's own hard limit {} \
@@ -225,15 +225,4 @@ fn hard_limit(typ: PosixRlimitType) -> Option<u64> {
     // SAFETY: getrlimit only writes the struct it is given.
     let ok = unsafe { libc::getrlimit(resource, &mut lim) } == 0;
     (ok && lim.rlim_max != libc::RLIM_INFINITY).then_some(lim.rlim_max)
-}
-
-pub(crate) fn has_cap_sys_resource() -> bool {
-    const CAP_SYS_RESOURCE: u32 = 24;
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
-            u64::from_str_radix(hex, 16).ok()
-        })
-        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
 }

@@ -50,7 +50,7 @@ pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
     // A policy installed in a namespace the client made outlives the
     // container with that namespace (a pod's): take it out again.
     if let Some(ours) = container.root.parent() {
-        super::network_hook::remove_policy(ours, container.bundle());
+        crate::network::remove_policy(ours, container.bundle());
     }
     Ok(())
 }

@@ -29,7 +29,7 @@ pub fn events(ctx: &Context, args: &cli::Events, out: &mut dyn Write) -> Result<
         // The egress policy's counters and blocked destinations, when the
         // container has one (see network_hook).
         if let Some(pid) = container.pid()
-            && let Some(net) = super::network_hook::stats(&ctx.store.dir(id), pid)?
+            && let Some(net) = crate::network::stats(&ctx.store.dir(id), pid)?
         {
             data["network"] = net;
         }

@@ -21,9 +21,6 @@ use serde_json::Value;
 
 use crate::{Error, Result, cli};
 
-/// The argument that selects this command; the hook rewrite uses it.
-pub const SUBCOMMAND: &str = "run-hook";
-
 pub fn hook(args: &cli::Hook) -> Result<i32> {
     let mut input = Vec::new();
     std::io::stdin()

@@ -172,7 +172,7 @@ pub fn inspect(r: &Resolved) -> Result<HostLayout> {
     if let Ok((_, hard)) =
         nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         && r.open_files > hard
-        && !crate::ops::create::has_cap_sys_resource()
+        && !crate::caps::has_effective(crate::caps::CAP_SYS_RESOURCE)
     {
         return Err(Error::spec(
             "limits.open_files",

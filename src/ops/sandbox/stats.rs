@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{Usage, load_saved};
 use crate::Result;
-use crate::ops::{Context, network_hook, status_word};
+use crate::ops::{Context, status_word};
 use libcontainer::container::ContainerStatus;
 
 #[derive(Serialize)]
@@ -24,7 +24,7 @@ pub fn stats(ctx: &Context, name: &str) -> Result<Stats> {
     let container = ctx.store.load(name)?;
     let network = match container.pid() {
         Some(pid) if container.status() != ContainerStatus::Stopped => {
-            network_hook::stats(&ctx.store.dir(name), pid)?
+            crate::network::stats(&ctx.store.dir(name), pid)?
         }
         _ => None,
     };

@@ -1,0 +1,383 @@
+//! A container's network egress, as effects: the hook's work (rules, the
+//! way out, the DNS gatekeeper), its injection into a config on `create`,
+//! what `stats` reads back and what `delete` takes down. The hook's command
+//! line, `sbx-oci hook network --policy FILE` (hidden), is `ops::network_hook`.
+//!
+//! Under podman and containerd the client makes the network namespace and
+//! names it in `linux.namespaces`; the policy rides in the config's
+//! annotations (`org.sbx-oci.network.mode`, `.allow`, `.dns`, see
+//! `netpolicy::file`). `create` checks every entry before anything exists,
+//! writes the policy into the container's state directory
+//! ([`POLICY_FILE`]) and adds, first among the prestart hooks, this binary
+//! at its host path with `hook network --policy FILE`. libcontainer runs it
+//! once the container's namespaces exist and before the user's process
+//! runs; it reads the OCI state (the init's pid) on stdin, resolves names
+//! in the host's namespace through the host's resolvers, compiles the
+//! policy and installs it in `/proc/<pid>/ns/net` in one nftables
+//! transaction. Any failure exits non-zero with one line on stderr, and
+//! libcontainer then fails `create` and removes the container: fail closed.
+//!
+//! Modes, in a namespace the client made (a `path`): `full` needs nothing,
+//! `none` installs an empty allowlist (loopback only), `allowlist` installs
+//! the policy. In a namespace the runtime makes: `none` needs nothing (it
+//! has only loopback); `allowlist` and `full` get a way out as well
+//! ([`crate::uplink`]: a veth pair, addresses, NAT), after the rules. A
+//! config that shares the host's network namespace is refused for `none` and
+//! `allowlist`: sbx-oci never filters the host.
+//!
+//! Sandboxes with `allowlist` or `full` carry this hook in their own config
+//! (see `sandbox::translate`), with `--down` as a poststop hook, so that
+//! another runtime running their bundle enforces and cleans up the same.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::netpolicy::file::{self, Mode, PolicyFile};
+use crate::netpolicy::{Ruleset, compile};
+use crate::{Error, Result, cli, nft, selfexe, uplink};
+
+/// The policy file's name in the container's state directory; no container
+/// id can start with '@'.
+pub const POLICY_FILE: &str = "@network.json";
+
+/// Whether a config.json (its bytes) may carry network annotations: a
+/// substring test, so that other configs pay nothing more on `create`.
+pub fn may_need(config: &[u8]) -> bool {
+    let needle = file::PREFIX.as_bytes();
+    config.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Reads the config's network annotations; when they ask for rules, writes
+/// the policy to `policy` and puts the hook first among the prestart hooks.
+/// Returns whether it did. Errors (a bad entry, the host's namespace) come
+/// before anything is created.
+pub fn inject(spec: &mut Value, policy: &Path) -> Result<bool> {
+    let annotations: BTreeMap<String, String> = spec
+        .get("annotations")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some((mode, policy_file)) = file::from_annotations(&annotations)? else {
+        return Ok(false);
+    };
+    let netns = spec
+        .pointer("/linux/namespaces")
+        .and_then(Value::as_array)
+        .and_then(|l| l.iter().find(|n| n["type"] == "network"));
+    let Some(netns) = netns else {
+        if mode == Mode::Full {
+            return Ok(false); // the bundle itself asks for the host's network
+        }
+        return Err(Error::NetworkPolicy(format!(
+            "{}={} needs a network namespace, but the config shares the host's \
+             (linux.namespaces has no \"network\" entry); sbx-oci never filters the host",
+            file::MODE,
+            if mode == Mode::None {
+                "none"
+            } else {
+                "allowlist"
+            }
+        )));
+    };
+    let has_path = netns
+        .get("path")
+        .and_then(Value::as_str)
+        .is_some_and(|p| !p.is_empty());
+    let mut policy_file = policy_file;
+    match (mode, has_path) {
+        // The client's namespace has the client's way out.
+        (Mode::Full, true) => return Ok(false),
+        // A new namespace has only loopback.
+        (Mode::None, false) => return Ok(false),
+        // A namespace the runtime makes gets a way out.
+        (Mode::Allowlist | Mode::Full, false) => {
+            policy_file.uplink = Some(uplink::Pools::default())
+        }
+        _ => {}
+    }
+    let json = serde_json::to_vec(&policy_file)
+        .map_err(|e| Error::NetworkPolicy(format!("cannot encode the policy: {e}")))?;
+    std::fs::write(policy, json)
+        .map_err(|e| Error::io(format!("cannot write {}", policy.display()), e))?;
+    let exe = selfexe::host_path()?;
+    let hook = serde_json::json!({
+        "path": exe.to_string_lossy(),
+        "args": ["sbx-oci", "hook", "network", "--policy", policy.to_string_lossy()],
+        "timeout": 30,
+    });
+    if !spec["hooks"].is_object() {
+        spec["hooks"] = Value::Object(Default::default());
+    }
+    let list = &mut spec["hooks"]["prestart"];
+    if !list.is_array() {
+        *list = Value::Array(Vec::new());
+    }
+    if let Some(list) = list.as_array_mut() {
+        list.insert(0, hook);
+    }
+    Ok(true)
+}
+
+/// `hook network --down`: takes down the way out of container `id`.
+pub fn down(policy: &Path, id: &str) -> Result<()> {
+    if PolicyFile::load(policy)?.uplink.is_some() {
+        uplink::detach_and_sweep(id)?;
+    }
+    Ok(())
+}
+
+/// The policy file of a hook that is this binary's `hook network --down`
+/// (as a sandbox's config carries it), which sbx-oci runs in-process.
+pub fn own_down_hook(hook: &oci_spec::runtime::Hook) -> Option<PathBuf> {
+    let args = hook.args().as_ref()?;
+    let ours = args.len() == 6
+        && selfexe::host_path().is_ok_and(|exe| exe == *hook.path())
+        && args[1] == "hook"
+        && args[2] == "network"
+        && args[3] == "--policy"
+        && args[5] == "--down";
+    ours.then(|| PathBuf::from(&args[4]))
+}
+
+/// Where a failed hook leaves its message: `<policy file>.error`.
+pub fn error_file(policy: &Path) -> PathBuf {
+    let mut name = policy.file_name().unwrap_or_default().to_os_string();
+    name.push(".error");
+    policy.with_file_name(name)
+}
+
+/// The message of a network hook that failed while creating the container
+/// whose state directory is `state_dir` (injected or a sandbox's).
+pub fn failure(state_dir: &Path) -> Option<String> {
+    policy_files(state_dir)
+        .iter()
+        .find_map(|p| std::fs::read_to_string(error_file(p)).ok())
+}
+
+/// Where a container's policy file may be: injected from annotations, or a
+/// sandbox's (in its bundle, which is the state directory).
+fn policy_files(state_dir: &Path) -> [PathBuf; 2] {
+    [
+        state_dir.join(POLICY_FILE),
+        state_dir.join(crate::sandbox::translate::POLICY_FILE),
+    ]
+}
+
+/// The hook's work for the container whose OCI state is on stdin: installs
+/// the policy of `args.policy` in its network namespace, or with `--down`
+/// takes its way out down.
+pub fn run(args: &cli::NetworkHook) -> Result<i32> {
+    let t0 = Instant::now();
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| Error::io("cannot read the container state", e))?;
+    let state: Value = serde_json::from_slice(&input)
+        .map_err(|e| Error::NetworkPolicy(format!("the state on stdin is not JSON: {e}")))?;
+    let id = state["id"]
+        .as_str()
+        .ok_or_else(|| Error::NetworkPolicy("the state has no id".into()))?;
+    if args.down {
+        return down(&args.policy, id).map(|_| 0);
+    }
+    let file = PolicyFile::load(&args.policy)?;
+    let pid = state["pid"]
+        .as_i64()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| Error::NetworkPolicy("the state has no pid".into()))?;
+    let ns_path = format!("/proc/{pid}/ns/net");
+    let ns = File::open(&ns_path)
+        .map_err(|e| Error::io(format!("cannot open {ns_path} (the container's init)"), e))?;
+    // The rules first, then the way out: the namespace is never connected
+    // without them.
+    if file.mode != Mode::Full {
+        // Names mean what the sandbox's resolvers say, when it has some.
+        let policy = if file.dns.is_empty() {
+            file.resolve(file::host_lookup)?
+        } else {
+            file.resolve(|name| crate::netpolicy::dns::lookup(name, &file.dns))?
+        };
+        let t_resolved = Instant::now();
+        let rules = compile(&policy)?;
+        let t_compiled = Instant::now();
+        let (apply_time, socket) = apply_in(
+            ns.try_clone().map_err(|e| {
+                Error::io(format!("cannot duplicate the descriptor of {ns_path}"), e)
+            })?,
+            &rules,
+            &ns_path,
+        )?;
+        tracing::debug!(
+            "network hook: resolve {:?}, compile {:?}, apply {:?}",
+            t_resolved - t0,
+            t_compiled - t_resolved,
+            apply_time,
+        );
+        socket.close_later();
+    }
+    if let Some(pools) = &file.uplink {
+        let nl = nft::Netlink::open()?;
+        let up = uplink::attach(id, &ns, pools, &nl)?;
+        tracing::debug!("network hook: {up:?}");
+        nl.close_later();
+    }
+    tracing::debug!("network hook: total {:?}", t0.elapsed());
+    Ok(0)
+}
+
+/// Applies `rules` in the network namespace `ns`, from a thread of its own
+/// (setns of a network namespace changes only the calling thread).
+fn apply_in(ns: File, rules: &Ruleset, what: &str) -> Result<(std::time::Duration, nft::Netlink)> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::io(format!("cannot enter {what}"), e.into()))?;
+            let t = Instant::now();
+            let nl = nft::Netlink::open()?;
+            nl.apply(rules)?;
+            Ok((t.elapsed(), nl))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::NetworkPolicy("the thread panicked".into())))
+    })
+}
+
+/// What the egress policy of a running container allowed and dropped, read
+/// from its own table: every named counter, and the destinations of dropped
+/// attempts (address, protocol, port, packets, bytes). `None` when the
+/// container has no policy of ours: no policy file in its state directory,
+/// injected or a sandbox's, or one of mode `full`.
+pub fn stats(state_dir: &Path, pid: nix::unistd::Pid) -> Result<Option<Value>> {
+    let policy = policy_files(state_dir)
+        .iter()
+        .find_map(|p| PolicyFile::load(p).ok());
+    let Some(policy) = policy else {
+        return Ok(None);
+    };
+    let mut out = serde_json::Map::new();
+    if policy.uplink.is_some() {
+        // The sandbox's own addresses, as the host table has them.
+        let id = state_dir.file_name().unwrap_or_default().to_string_lossy();
+        let link = uplink::link_name(&id);
+        let addresses: Vec<String> = nft::host_elements()?
+            .into_iter()
+            .filter(|e| e.link == link)
+            .map(|e| e.addr.to_string())
+            .collect();
+        out.insert("link".into(), Value::from(link));
+        out.insert("addresses".into(), Value::from(addresses));
+    }
+    if policy.mode == Mode::Full {
+        return Ok(Some(Value::Object(out)));
+    }
+    let what = format!("the network namespace of process {pid}");
+    let ns = File::open(format!("/proc/{pid}/ns/net"))
+        .map_err(|e| Error::io(format!("cannot open {what}"), e))?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::io(format!("cannot enter {what}"), e.into()))?;
+            let nl = nft::Netlink::open()?;
+            let counters: serde_json::Map<String, Value> = nl
+                .counters(crate::netpolicy::compile::TABLE)?
+                .into_iter()
+                .map(|(name, c)| {
+                    let v = serde_json::json!({ "packets": c.packets, "bytes": c.bytes });
+                    (name, v)
+                })
+                .collect();
+            let mut dropped = Vec::new();
+            for set in ["dropped4", "dropped6"] {
+                for d in nl.dropped(crate::netpolicy::compile::TABLE, set)? {
+                    let protocol = match d.proto {
+                        6 => "tcp".to_owned(),
+                        17 => "udp".to_owned(),
+                        n => n.to_string(),
+                    };
+                    dropped.push(serde_json::json!({
+                        "address": d.addr.to_string(), "protocol": protocol, "port": d.port,
+                        "packets": d.packets, "bytes": d.bytes,
+                    }));
+                }
+            }
+            out.insert("counters".into(), Value::Object(counters));
+            out.insert("dropped".into(), Value::from(dropped));
+            Ok(Some(Value::Object(out)))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::NetworkPolicy("the thread panicked".into())))
+    })
+}
+
+/// What a `create` that failed after the network hook ran must take back:
+/// the policy from a client's namespace ([`remove_policy`]) and, for a
+/// sandbox, whose poststop hook will never run, its way out.
+pub fn undo_after_failed_create(state_dir: &Path, bundle: &Path) {
+    remove_policy(state_dir, bundle);
+    let sandbox = &policy_files(state_dir)[1];
+    if PolicyFile::load(sandbox).is_ok_and(|p| p.uplink.is_some()) {
+        let id = state_dir.file_name().unwrap_or_default().to_string_lossy();
+        if let Err(e) = uplink::detach_and_sweep(&id) {
+            tracing::warn!("cannot take down the network of {id:?}: {e}");
+        }
+    }
+}
+
+/// Removes the policy's table from the client-made network namespace the
+/// container's config names (`linux.namespaces` network `path`), when
+/// `create` installed one (a policy file in `state_dir`). Best effort, on
+/// `delete`: a namespace already gone (podman removes its own) has nothing
+/// left to clean; a failure is a warning.
+pub fn remove_policy(state_dir: &Path, bundle: &Path) {
+    let Ok(file) = PolicyFile::load(&state_dir.join(POLICY_FILE)) else {
+        return;
+    };
+    if file.uplink.is_some() {
+        // The namespace was the runtime's: nothing of ours is left in it,
+        // but the host side of its way out may be.
+        let id = state_dir.file_name().unwrap_or_default().to_string_lossy();
+        if let Err(e) = uplink::detach_and_sweep(&id) {
+            let msg = format!("warning: cannot take down the network of {id:?}: {e}");
+            tracing::warn!("{msg}");
+            eprintln!("sbx-oci: {msg}");
+        }
+        return;
+    }
+    let netns = std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|c| {
+            c["linux"]["namespaces"].as_array()?.iter().find_map(|ns| {
+                (ns["type"] == "network").then(|| ns["path"].as_str().map(str::to_owned))?
+            })
+        });
+    let Some(path) = netns else {
+        return; // the runtime's own namespace went with the container
+    };
+    let Ok(ns) = File::open(&path) else {
+        return;
+    };
+    let removed = std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::io(format!("cannot enter {path}"), e.into()))?;
+            nft::delete(crate::netpolicy::compile::TABLE)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::NetworkPolicy("the thread panicked".into())))
+    });
+    if let Err(e) = removed {
+        let msg = format!("warning: cannot remove the network policy from {path}: {e}");
+        tracing::warn!("{msg}");
+        eprintln!("sbx-oci: {msg}");
+    }
+}
