@@ -118,7 +118,7 @@ pub enum Hooks {
 
 #[derive(Args, Debug, Clone)]
 pub struct NetworkHook {
-    /// The policy file (JSON: mode, allow, dns, expose, uplink)
+    /// The policy file (JSON: mode, allow, dns, expose, uplink, learn, gatekeeper)
     #[arg(long)]
     pub policy: PathBuf,
     /// Take down the container's way out instead (a poststop hook)
@@ -437,12 +437,19 @@ pub struct SpecFlags {
     /// Network mode
     #[arg(long, value_enum)]
     pub network: Option<NetworkMode>,
-    /// Network allowlist entry (repeatable; implies --network allowlist)
+    /// Network allowlist entry: ADDRESS[/LEN][:PORTS], HOST:PORTS,
+    /// *.DOMAIN:PORTS (one more label), **.DOMAIN:PORTS (any depth), with
+    /// udp:// for UDP (repeatable; implies --network allowlist)
     #[arg(long = "allow", value_name = "ENTRY")]
     pub allow: Vec<String>,
-    /// DNS resolver the sandbox may ask (repeatable; default: the host's)
+    /// Upstream DNS resolver the sandbox's gatekeeper asks (repeatable;
+    /// default: the host's)
     #[arg(long = "dns", value_name = "IP")]
     pub dns: Vec<String>,
+    /// Audit the allowlist instead of enforcing it: nothing is dropped, and
+    /// what would have been is recorded (`sandbox stats`, --report)
+    #[arg(long)]
+    pub learn: bool,
 }
 
 #[derive(Args, Debug, Clone)]

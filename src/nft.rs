@@ -118,12 +118,15 @@ const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
 const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
+const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
 const NFTA_SET_ELEM_USERDATA: u16 = 6;
 const NFTA_SET_ELEM_EXPR: u16 = 7;
 const NFTA_SET_ELEM_KEY_END: u16 = 10;
 const NFTA_SET_ELEM_EXPRESSIONS: u16 = 11;
 
 const NFT_SET_INTERVAL: u32 = 0x4;
+const NFT_SET_TIMEOUT: u32 = 0x10;
 const NFT_SET_EVAL: u32 = 0x20;
 const NFT_SET_CONCAT: u32 = 0x80;
 const NFT_META_IIFNAME: u32 = 6;
@@ -372,6 +375,7 @@ fn objects(b: &mut Batch, r: &Ruleset) {
                     .interval
                     .then(|| key_bytes(&set.fields, e.0.iter().map(|r| r.1))),
                 comment: None,
+                timeout_ms: None,
             })
             .collect();
         set_elements(b, ElemOp::Add, t, set.name, Some(id), &elements);
@@ -427,11 +431,13 @@ fn verdict_code(v: Verdict) -> u32 {
     }
 }
 
-/// One set element as sent: its key (and range end), and a comment.
+/// One set element as sent: its key (and range end), a comment, and a
+/// timeout in milliseconds (sets with timeouts only).
 struct Elem {
     key: Vec<u8>,
     key_end: Option<Vec<u8>>,
     comment: Option<String>,
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy)]
@@ -462,6 +468,9 @@ fn set_elements(
                 }
                 if let Some(c) = &e.comment {
                     b.attr(NFTA_SET_ELEM_USERDATA, &comment_udata(c));
+                }
+                if let Some(ms) = e.timeout_ms {
+                    b.u64(NFTA_SET_ELEM_TIMEOUT, ms);
                 }
             });
             eb.b
@@ -533,6 +542,9 @@ fn new_set(b: &mut Buf, table: &str, set: &Set, id: u32) {
     }
     if set.dynamic.is_some() {
         flags |= NFT_SET_EVAL;
+    }
+    if set.timeout {
+        flags |= NFT_SET_TIMEOUT;
     }
     let key_type = set
         .fields
@@ -690,6 +702,23 @@ fn rule_exprs(b: &mut Buf, r: &Ruleset, rule: &crate::netpolicy::compile::Rule) 
                     b.value(NFTA_RANGE_TO_DATA, &[*last]);
                 });
             }
+            Match::L4Proto(p) => {
+                meta(b, NFT_META_L4PROTO, NFT_REG32_00);
+                cmp(b, NFT_CMP_EQ, NFT_REG32_00, &[p.number()]);
+            }
+            Match::Dport(p) => {
+                payload(b, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, NFT_REG32_00);
+                if p.first == p.last {
+                    cmp(b, NFT_CMP_EQ, NFT_REG32_00, &p.first.to_be_bytes());
+                } else {
+                    b.expr("range", |b| {
+                        b.u32(NFTA_RANGE_SREG, NFT_REG32_00);
+                        b.u32(NFTA_RANGE_OP, NFT_RANGE_EQ);
+                        b.value(NFTA_RANGE_FROM_DATA, &p.first.to_be_bytes());
+                        b.value(NFTA_RANGE_TO_DATA, &p.last.to_be_bytes());
+                    });
+                }
+            }
             Match::InSet(keys, set) => {
                 load_keys(b, keys);
                 b.expr("lookup", |b| {
@@ -716,6 +745,8 @@ fn rule_exprs(b: &mut Buf, r: &Ruleset, rule: &crate::netpolicy::compile::Rule) 
                 });
             }
             Statement::Masquerade => b.expr("masq", |_| {}),
+            // No port register: the same port, on the loopback address.
+            Statement::Redirect => b.expr("redir", |_| {}),
             Statement::Accept | Statement::Drop => {
                 let code = if *s == Statement::Accept {
                     NF_ACCEPT
@@ -912,6 +943,12 @@ fn transact(sock: &Socket, buf: &[u8], what: &[String]) -> Result<()> {
 /// one open; the rules are in force as soon as [`Netlink::apply`] returns.
 pub struct Netlink(Socket);
 
+impl AsRawFd for Netlink {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.0.as_raw_fd()
+    }
+}
+
 impl Netlink {
     pub fn open() -> Result<Netlink> {
         Socket::open().map(Netlink)
@@ -938,6 +975,71 @@ impl Netlink {
     /// counters (`dropped4`, `dropped6`).
     pub fn dropped(&self, table: &str, set: &str) -> Result<Vec<Dropped>> {
         dropped_with(&self.0, table, set)
+    }
+}
+
+/// An address to pin in a set with timeouts (the gatekeeper's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin {
+    pub set: &'static str,
+    pub addr: IpAddr,
+    pub timeout_ms: u64,
+    /// The set may hold it already: delete and add it again, so that its
+    /// timeout starts over (before Linux 6.12 adding an element that is
+    /// there leaves its old timeout).
+    pub replace: bool,
+}
+
+fn addr_bytes(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+impl Netlink {
+    /// Adds `pins` to their sets in one transaction, and returns once the
+    /// kernel has acknowledged every message: from then on packets to them
+    /// match. All or nothing.
+    pub fn pin(&self, table: &str, pins: &[Pin]) -> Result<()> {
+        let mut b = Batch::new();
+        let mut sets: Vec<&'static str> = pins.iter().map(|p| p.set).collect();
+        sets.sort_unstable();
+        sets.dedup();
+        for set in sets {
+            let of_set = || pins.iter().filter(move |p| p.set == set);
+            let replaced: Vec<Elem> = of_set()
+                .filter(|p| p.replace)
+                .map(|p| Elem {
+                    key: addr_bytes(p.addr),
+                    key_end: None,
+                    comment: None,
+                    timeout_ms: None,
+                })
+                .collect();
+            if !replaced.is_empty() {
+                set_elements(&mut b, ElemOp::Delete, table, set, None, &replaced);
+            }
+            let added: Vec<Elem> = of_set()
+                .map(|p| Elem {
+                    key: addr_bytes(p.addr),
+                    key_end: None,
+                    comment: None,
+                    timeout_ms: Some(p.timeout_ms.max(1)),
+                })
+                .collect();
+            set_elements(&mut b, ElemOp::Add, table, set, None, &added);
+        }
+        let (buf, what) = b.finish();
+        transact(&self.0, &buf, &what)
+    }
+
+    /// The addresses in a set with timeouts, and the milliseconds each has
+    /// left.
+    pub fn pinned(&self, table: &str, set: &str) -> Result<Vec<(IpAddr, u64)>> {
+        set_dump(&self.0, table, set, |key, el| {
+            Some((addr_of(key)?, be64(find(el, NFTA_SET_ELEM_EXPIRATION))))
+        })
     }
 }
 
@@ -1325,6 +1427,7 @@ mod tests {
                 key: i.to_be_bytes().to_vec(),
                 key_end: None,
                 comment: Some("an owner".into()),
+                timeout_ms: None,
             })
             .collect();
         let mut b = Batch::new();

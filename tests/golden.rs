@@ -184,25 +184,16 @@ fn hardened_by_default() {
 /// rendered as nft text, compared with tests/golden/netpolicy-<name>.nft.
 #[test]
 fn netpolicy_rulesets_match_their_golden_files() {
-    use sbx_oci::netpolicy::{Entry, Policy, Ports, Proto, compile, resolve};
+    use sbx_oci::netpolicy::{Entry, Policy, Ports, Proto, addresses, compile, name_classes};
 
-    let policy = |allow: &[&str], dns: &[&str], expose: &[(Proto, Ports)]| {
+    let policy = |allow: &[&str], gatekeeper: bool, expose: &[(Proto, Ports)]| {
         let entries: Vec<Entry> = allow.iter().map(|s| s.parse().unwrap()).collect();
-        // Names resolve to fixed test addresses: no DNS is asked.
-        let allow = resolve(&entries, |name| {
-            Ok(match name {
-                "pypi.org" => vec![
-                    "10.200.9.1".parse().unwrap(),
-                    "fd00:200:9::1".parse().unwrap(),
-                ],
-                other => panic!("unexpected name {other}"),
-            })
-        })
-        .unwrap();
         Policy {
-            allow,
-            dns: dns.iter().map(|s| s.parse().unwrap()).collect(),
+            allow: addresses(&entries),
+            name_ports: name_classes(&entries).unwrap(),
+            gatekeeper,
             expose: expose.to_vec(),
+            ..Policy::default()
         }
     };
     let cases = [
@@ -212,6 +203,11 @@ fn netpolicy_rulesets_match_their_golden_files() {
             policy(
                 &[
                     "pypi.org:443",
+                    "*.pythonhosted.org:443",
+                    "**.github.com:443",
+                    "udp://ntp.sbx.test:123",
+                    "api.sbx.test:8000-8100",
+                    "169.254.169.254:80",
                     "10.200.1.2:80",
                     "10.200.2.0/24",
                     "10.200.3.4:8000-8080",
@@ -220,7 +216,7 @@ fn netpolicy_rulesets_match_their_golden_files() {
                     "fd00:200:2::/64",
                     "udp://[fd00:200:3::/48]:5000-5100",
                 ],
-                &["10.200.0.53", "fd00:200::53"],
+                true,
                 &[
                     (Proto::Tcp, Ports::one(8080)),
                     (
@@ -242,10 +238,19 @@ fn netpolicy_rulesets_match_their_golden_files() {
                     "10.1.2.3:400-500",
                     "10.1.2.3:443",
                     "0.0.0.0/0:22",
+                    "0.0.0.0/0:80",
+                    "[::/0]:80",
                 ],
-                &[],
+                false,
                 &[],
             ),
+        ),
+        (
+            "learn",
+            Policy {
+                learn: true,
+                ..policy(&["pypi.org:443", "10.200.1.2:80"], true, &[])
+            },
         ),
     ];
     for (name, p) in cases {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::netns::{Pair as Net, in_netns};
 
 use sbx_oci::netpolicy::compile::{Rule, Statement};
-use sbx_oci::netpolicy::{Entry, Policy, Ports, Proto, Ruleset, compile, resolve};
+use sbx_oci::netpolicy::{Entry, Policy, Ports, Proto, Ruleset, addresses, compile, name_classes};
 use sbx_oci::nft;
 
 /// How long a dropped connection attempt is given before it counts as
@@ -86,13 +86,16 @@ impl Net {
     }
 }
 
-fn policy(allow: &[&str], dns: &[IpAddr], expose: &[(Proto, Ports)]) -> Ruleset {
+/// The ruleset of `allow` (names become pin sets), with DNS redirected to
+/// a gatekeeper when `gatekeeper`.
+fn policy(allow: &[&str], gatekeeper: bool, expose: &[(Proto, Ports)]) -> Ruleset {
     let entries: Vec<Entry> = allow.iter().map(|s| s.parse().unwrap()).collect();
-    let allow = resolve(&entries, |n| panic!("no names here: {n}")).unwrap();
     compile(&Policy {
-        allow,
-        dns: dns.to_vec(),
+        allow: addresses(&entries),
+        name_ports: name_classes(&entries).unwrap(),
+        gatekeeper,
         expose: expose.to_vec(),
+        ..Policy::default()
     })
     .unwrap()
 }
@@ -127,7 +130,7 @@ fn listed_destinations_connect_and_all_else_is_dropped_ipv4_and_ipv6() {
             &format!("[{g2}]:8080"),
             &format!("udp://[{g3}]:8081"),
         ],
-        &[],
+        false,
         &[],
     );
     net.apply(&r).unwrap();
@@ -204,12 +207,18 @@ fn port_ranges_networks_and_dns() {
     net.serve(&[h2, h3, g2, g3], &[53, 9000, 9002, 9003]);
     let sbx = net.sbx.clone();
     let n = net.n;
+    // Even an entry that covers port 53 and 853 lets no DNS out: DNS is
+    // the gatekeeper's (redirected to the namespace's loopback, where no
+    // one listens here) and DNS over TLS is never let out.
     let r = policy(
         &[
             &format!("10.200.{n}.0/29:9000-9002"),
             &format!("[fd00:200:{n:x}::/64]:9000-9002"),
+            &format!("10.200.{n}.0/29:53"),
+            &format!("udp://10.200.{n}.0/29:53"),
+            &format!("10.200.{n}.0/29:853"),
         ],
-        &[h2, g2],
+        true,
         &[],
     );
     net.apply(&r).unwrap();
@@ -218,24 +227,13 @@ fn port_ranges_networks_and_dns() {
         assert!(net.tcp(&sbx, sa(a, 9002)), "{a}:9002 in the range");
         assert!(!net.tcp(&sbx, sa(a, 9003)), "{a}:9003 past the range");
     }
-    for a in [h2, g2] {
-        assert!(
-            net.udp(&sbx, sa(a, 53)),
-            "DNS over UDP to the listed resolver {a}"
-        );
-        assert!(
-            net.tcp(&sbx, sa(a, 53)),
-            "DNS over TCP to the listed resolver {a}"
-        );
+    for a in [h2, h3, g2, g3] {
+        assert!(!net.udp(&sbx, sa(a, 53)), "DNS over UDP to {a} left");
+        assert!(!net.tcp(&sbx, sa(a, 53)), "DNS over TCP to {a} left");
     }
-    for a in [h3, g3] {
-        assert!(!net.udp(&sbx, sa(a, 53)), "DNS to an unlisted resolver {a}");
-        assert!(
-            !net.tcp(&sbx, sa(a, 53)),
-            "DNS over TCP to an unlisted resolver {a}"
-        );
-    }
-    assert!(net.counter("out_dns") >= 4);
+    assert!(!net.tcp(&sbx, sa(h2, 853)), "DNS over TLS left");
+    // Redirected: accepted towards the loopback, refused there.
+    assert!(net.counter("out_dns") >= 8);
 }
 
 #[test]
@@ -249,7 +247,7 @@ fn nothing_new_comes_in_unless_exposed() {
         net.tcp_server(&sbx, sa(a, 7001));
     }
     net.warm_up(&host, &[sa(s1, 7000), sa(s6, 7000)]);
-    net.apply(&policy(&[], &[], &[(Proto::Tcp, Ports::one(7000))]))
+    net.apply(&policy(&[], false, &[(Proto::Tcp, Ports::one(7000))]))
         .unwrap();
     for a in [s1, s6] {
         assert!(net.tcp(&host, sa(a, 7000)), "exposed {a}:7000");
@@ -262,10 +260,10 @@ fn nothing_new_comes_in_unless_exposed() {
 #[test]
 fn a_ruleset_the_kernel_rejects_installs_nothing() {
     let net = pair();
-    let good = policy(&["10.0.0.1:443"], &[], &[]);
+    let good = policy(&["10.0.0.1:443"], false, &[]);
     // The last rule of the last chain refers to a counter that does not
     // exist: the kernel refuses it after accepting everything before it.
-    let mut bad = policy(&["10.9.9.9:443"], &[], &[]);
+    let mut bad = policy(&["10.9.9.9:443"], false, &[]);
     bad.chains.last_mut().unwrap().rules.push(Rule {
         matches: vec![],
         statements: vec![Statement::Counter("no_such_counter"), Statement::Accept],
@@ -324,11 +322,12 @@ fn netlink_installs_what_nft_f_installs() {
             "udp://2001:db8:1::/48",
             "10.0.0.0/8:80",
             "10.1.2.3:80-90",
+            "pypi.org:443",
+            "*.pythonhosted.org:443",
+            "udp://**.ntp.test:123",
+            "api.test:8000-8100",
         ],
-        &[
-            "10.0.0.53".parse().unwrap(),
-            "2001:db8::53".parse().unwrap(),
-        ],
+        true,
         &[(Proto::Tcp, Ports::one(8080))],
     );
     net.apply(&r).unwrap();
@@ -342,4 +341,6 @@ fn netlink_installs_what_nft_f_installs() {
     );
     assert_eq!(a, b, "netlink:\n{a}\nnft -f:\n{b}");
     assert!(a.contains("10.1.2.3 . tcp . 81-90"), "{a}");
+    assert!(a.contains("flags timeout"), "{a}");
+    assert!(a.contains("redirect"), "{a}");
 }

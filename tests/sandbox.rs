@@ -449,9 +449,40 @@ fn bad_specs_are_refused_before_anything_is_created() {
             "network.allow[1]: \"10.0.0.1:99999\"",
         ),
         (
-            r#"{"network": {"mode": "allowlist", "dns": ["127.0.0.53"]}}"#.into(),
+            r#"{"network": {"mode": "full", "dns": ["127.0.0.53"]}}"#.into(),
             vec![],
             "network.dns[0]: 127.0.0.53 cannot be reached from a sandbox",
+        ),
+        (
+            r#"{"network": {"mode": "allowlist", "dns": ["0.0.0.0"]}}"#.into(),
+            vec![],
+            "network.dns[0]: 0.0.0.0 cannot be reached from a sandbox",
+        ),
+        (
+            r#"{"network": {"mode": "allowlist", "dns": [], "allow": ["pypi.org:443"]}}"#.into(),
+            vec![],
+            "network.allow[0]: pypi.org:443 is a name, but \"dns\" is [] (no resolver to ask",
+        ),
+        (
+            r#"{"network": {"mode": "allowlist", "allow": ["*.co.uk:443"]}}"#.into(),
+            vec![],
+            "network.allow[0]: \"*.co.uk:443\": ",
+        ),
+        (
+            r#"{"network": {"mode": "allowlist", "allow": ["a.*.example.com:443"]}}"#.into(),
+            vec![],
+            "network.allow[0]: \"a.*.example.com:443\": ",
+        ),
+        (
+            r#"{"network": {"mode": "allowlist", "gatekeeper": {"ttl_min_s": 60, "ttl_max_s": 30}}}"#
+                .into(),
+            vec![],
+            "network.gatekeeper: ttl_min_s is above ttl_max_s",
+        ),
+        (
+            r#"{"network": {"mode": "full", "learn": true}}"#.into(),
+            vec![],
+            "network.learn: \"mode\": \"full\" has no allowlist to audit",
         ),
         (
             r#"{"network": {"mode": "full", "ipv4_pool": "10.0.0.1/24"}}"#.into(),

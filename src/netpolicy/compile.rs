@@ -34,48 +34,105 @@ pub struct Allow {
     pub ports: Ports,
 }
 
-/// What [`compile`] needs: everything resolved to addresses.
+/// What [`compile`] needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
+    /// Addresses and networks, allowed as written.
     pub allow: Vec<Allow>,
-    /// Resolvers the sandbox may query (UDP and TCP 53).
-    pub dns: Vec<IpAddr>,
+    /// The (protocol, ports) of the name entries, one pin set pair per
+    /// class ([`pin_sets`]): the gatekeeper fills them with the addresses
+    /// of the names it answers for, each with a timeout.
+    pub name_ports: Vec<(Proto, Ports)>,
+    /// DNS (UDP and TCP 53, to any address) is redirected to the
+    /// gatekeeper, which listens on the namespace's loopback; otherwise
+    /// DNS is dropped like DoT (853).
+    pub gatekeeper: bool,
+    /// Audit: what would be dropped is recorded and let through.
+    pub learn: bool,
     /// Inbound ports open to new connections.
     pub expose: Vec<(Proto, Ports)>,
 }
 
-/// Turns entries into [`Allow`]s, asking `lookup` for the addresses of
-/// each name. A name that resolves to nothing is an error: dropping the
-/// entry would silently narrow the policy the user wrote.
-pub fn resolve(
-    entries: &[Entry],
-    mut lookup: impl FnMut(&str) -> Result<Vec<IpAddr>>,
-) -> Result<Vec<Allow>> {
-    let mut out = Vec::new();
+/// Most distinct (protocol, ports) classes among name entries: each is a
+/// pair of sets and a pair of rules.
+pub const MAX_NAME_CLASSES: usize = 16;
+
+const PIN4: [&str; MAX_NAME_CLASSES] = [
+    "pin4_0", "pin4_1", "pin4_2", "pin4_3", "pin4_4", "pin4_5", "pin4_6", "pin4_7", "pin4_8",
+    "pin4_9", "pin4_10", "pin4_11", "pin4_12", "pin4_13", "pin4_14", "pin4_15",
+];
+const PIN6: [&str; MAX_NAME_CLASSES] = [
+    "pin6_0", "pin6_1", "pin6_2", "pin6_3", "pin6_4", "pin6_5", "pin6_6", "pin6_7", "pin6_8",
+    "pin6_9", "pin6_10", "pin6_11", "pin6_12", "pin6_13", "pin6_14", "pin6_15",
+];
+
+/// The IPv4 and IPv6 pin sets of name class `class`.
+pub fn pin_sets(class: usize) -> (&'static str, &'static str) {
+    (PIN4[class], PIN6[class])
+}
+
+/// Where the gatekeeper listens in the sandbox's namespace: DNS to any
+/// address is redirected here (nft's `redirect` sends locally made packets
+/// to the loopback address of their family).
+pub const GATEKEEPER_V4: Ipv4Addr = Ipv4Addr::LOCALHOST;
+pub const GATEKEEPER_V6: Ipv6Addr = Ipv6Addr::LOCALHOST;
+
+/// Never reached through a name, and through an address entry only when
+/// the entry lies inside: link-local IPv4 (cloud metadata services at
+/// 169.254.169.254), IPv6 link-local, and AWS's IPv6 metadata address.
+pub const BLOCKED: [(IpAddr, u8); 3] = [
+    (IpAddr::V4(Ipv4Addr::new(169, 254, 0, 0)), 16),
+    (IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), 10),
+    (
+        IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)),
+        128,
+    ),
+];
+
+/// Whether `addr` is in one of the [`BLOCKED`] networks.
+pub fn is_blocked(addr: IpAddr) -> bool {
+    BLOCKED.iter().any(|(net, len)| {
+        Cidr::new(*net, *len)
+            .is_some_and(|c| c.is_ipv4() == addr.is_ipv4() && c.first() <= addr && addr <= c.last())
+    })
+}
+
+/// The distinct (protocol, ports) of `entries`' names, in first-seen order:
+/// the pin set classes of [`Policy::name_ports`].
+pub fn name_classes(entries: &[Entry]) -> Result<Vec<(Proto, Ports)>> {
+    let mut out: Vec<(Proto, Ports)> = Vec::new();
     for e in entries {
-        let ports = e.ports.unwrap_or(Ports::ALL);
-        match &e.dest {
-            Dest::Net(net) => out.push(Allow {
-                proto: e.proto,
-                net: *net,
-                ports,
-            }),
-            Dest::Host(name) => {
-                let addrs = lookup(name)?;
-                if addrs.is_empty() {
-                    return Err(Error::NetworkPolicy(format!(
-                        "{name:?} (in {e}) resolved to no address"
-                    )));
-                }
-                out.extend(addrs.into_iter().map(|a| Allow {
-                    proto: e.proto,
-                    net: Cidr::host(a),
-                    ports,
-                }));
+        if let Dest::Host(_) = e.dest {
+            let class = (e.proto, e.ports.unwrap_or(Ports::ALL));
+            if !out.contains(&class) {
+                out.push(class);
             }
         }
     }
+    if out.len() > MAX_NAME_CLASSES {
+        return Err(Error::NetworkPolicy(format!(
+            "names are listed with {} different protocol and port combinations; at most \
+             {MAX_NAME_CLASSES} are supported (list names with the same ports)",
+            out.len()
+        )));
+    }
     Ok(out)
+}
+
+/// The address and network entries as [`Allow`]s; names are the
+/// gatekeeper's ([`name_classes`]).
+pub fn addresses(entries: &[Entry]) -> Vec<Allow> {
+    entries
+        .iter()
+        .filter_map(|e| match e.dest {
+            Dest::Net(net) => Some(Allow {
+                proto: e.proto,
+                net,
+                ports: e.ports.unwrap_or(Ports::ALL),
+            }),
+            Dest::Host(_) => None,
+        })
+        .collect()
 }
 
 /// The type of one field of a set key, as nft names it.
@@ -160,6 +217,8 @@ pub struct Set {
     pub interval: bool,
     /// Filled by the packet path (`update`), at most this many elements.
     pub dynamic: Option<u32>,
+    /// Elements carry a timeout, after which the kernel removes them.
+    pub timeout: bool,
     /// A counter per element.
     pub counter: bool,
     pub elements: Vec<Element>,
@@ -223,6 +282,8 @@ pub enum Priority {
     Filter,
     /// 100: source NAT, after filtering.
     Srcnat,
+    /// -100: destination NAT, before filtering.
+    Dstnat,
 }
 
 impl Priority {
@@ -230,6 +291,7 @@ impl Priority {
         match self {
             Priority::Filter => 0,
             Priority::Srcnat => 100,
+            Priority::Dstnat => -100,
         }
     }
 }
@@ -272,6 +334,10 @@ pub enum Match {
     Icmpv6Types(u8, u8),
     /// `KEY . KEY ... @set`.
     InSet(Vec<Key>, &'static str),
+    /// `meta l4proto PROTO`.
+    L4Proto(Proto),
+    /// `th dport PORTS`.
+    Dport(Ports),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -282,6 +348,9 @@ pub enum Statement {
     Update(&'static str, Vec<Key>),
     /// `masquerade`: source NAT to the outgoing interface's address.
     Masquerade,
+    /// `redirect`: destination NAT to the loopback address (locally made
+    /// packets), same port.
+    Redirect,
     Accept,
     Drop,
 }
@@ -325,6 +394,7 @@ pub const COUNTERS: &[&str] = &[
     "out_icmpv6_nd",
     "out_dns",
     "out_allowed",
+    "out_named",
     "out_dropped",
     "in_loopback",
     "in_established",
@@ -339,32 +409,28 @@ const V6: [Key; 3] = [Key::Ip6Daddr, Key::L4Proto, Key::Dport];
 /// IPv6 cannot reach even an allowed neighbour without them.
 const ND: (u8, u8) = (133, 136);
 const DNS_PORT: u16 = 53;
+const DOT_PORT: u16 = 853;
 
 pub fn compile(policy: &Policy) -> Result<Ruleset> {
-    for r in &policy.dns {
-        if r.is_loopback() || r.is_unspecified() {
-            return Err(Error::NetworkPolicy(format!(
-                "DNS resolver {r} is a {} address, which a sandbox cannot reach (its loopback \
-                 is its own); name a resolver on the network, such as the upstream of a local \
-                 stub resolver",
-                if r.is_loopback() {
-                    "loopback"
-                } else {
-                    "unspecified"
-                }
-            )));
-        }
+    if policy.name_ports.len() > MAX_NAME_CLASSES {
+        return Err(Error::NetworkPolicy(format!(
+            "at most {MAX_NAME_CLASSES} protocol and port combinations for names"
+        )));
     }
     let mut dns4 = BTreeSet::new();
     let mut dns6 = BTreeSet::new();
-    for r in &policy.dns {
+    if policy.gatekeeper {
         for proto in [Proto::Udp, Proto::Tcp] {
-            let el = Element(vec![
-                point(u128_of(*r)),
-                point(proto.number().into()),
-                point(DNS_PORT.into()),
-            ]);
-            if r.is_ipv4() { &mut dns4 } else { &mut dns6 }.insert(el);
+            for (addr, set) in [
+                (IpAddr::V4(GATEKEEPER_V4), &mut dns4),
+                (IpAddr::V6(GATEKEEPER_V6), &mut dns6),
+            ] {
+                set.insert(Element(vec![
+                    point(u128_of(addr)),
+                    point(proto.number().into()),
+                    point(DNS_PORT.into()),
+                ]));
+            }
         }
     }
     let (allow4, allow6) = disjoint_allow(&policy.allow);
@@ -374,6 +440,7 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
         fields: vec![addr, Field::InetProto, Field::InetService],
         interval,
         dynamic: None,
+        timeout: false,
         counter: false,
         elements,
     };
@@ -382,16 +449,57 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
         counter: true,
         ..l3(name, addr, false, vec![])
     };
-    let sets = vec![
+    let proto_ports = |name, elements| Set {
+        name,
+        fields: vec![Field::InetProto, Field::InetService],
+        interval: false,
+        dynamic: None,
+        timeout: false,
+        counter: false,
+        elements,
+    };
+    let dns_ports = |ports: &[u16]| -> Vec<Element> {
+        let mut v = Vec::new();
+        for proto in [Proto::Tcp, Proto::Udp] {
+            for p in ports {
+                v.push(Element(vec![
+                    point(proto.number().into()),
+                    point((*p).into()),
+                ]));
+            }
+        }
+        v
+    };
+    let mut sets = vec![
         l3("dns4", Field::Ipv4Addr, false, dns4.into_iter().collect()),
         l3("dns6", Field::Ipv6Addr, false, dns6.into_iter().collect()),
+        // DNS that did not go to the gatekeeper, and DNS over TLS: never
+        // out, whatever the allowlist says (a resolver answers any name).
+        proto_ports("dns_out", dns_ports(&[DNS_PORT, DOT_PORT])),
         l3("allow4", Field::Ipv4Addr, true, allow4),
         l3("allow6", Field::Ipv6Addr, true, allow6),
+    ];
+    for class in 0..policy.name_ports.len() {
+        let (p4, p6) = pin_sets(class);
+        for (name, field) in [(p4, Field::Ipv4Addr), (p6, Field::Ipv6Addr)] {
+            sets.push(Set {
+                name,
+                fields: vec![field],
+                interval: false,
+                dynamic: None,
+                timeout: true,
+                counter: false,
+                elements: vec![],
+            });
+        }
+    }
+    sets.extend([
         Set {
             name: "tcp_udp",
             fields: vec![Field::InetProto],
             interval: false,
             dynamic: None,
+            timeout: false,
             counter: false,
             elements: [Proto::Tcp, Proto::Udp]
                 .iter()
@@ -401,21 +509,19 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
         dropped("dropped4", Field::Ipv4Addr),
         dropped("dropped6", Field::Ipv6Addr),
         Set {
-            name: "exposed",
-            fields: vec![Field::InetProto, Field::InetService],
             interval: true,
-            dynamic: None,
-            counter: false,
-            elements: disjoint_expose(&policy.expose),
+            ..proto_ports("exposed", disjoint_expose(&policy.expose))
         },
-    ];
+    ]);
 
     use Statement::{Accept, Counter, Drop, Update};
+    // Learning, nothing is dropped: "out_dropped" counts what would be.
+    let drop = if policy.learn { Accept } else { Drop };
     let rule = |matches, statements| Rule {
         matches,
         statements,
     };
-    let output = vec![
+    let mut output = vec![
         rule(
             vec![Match::OifName(IfName::Exact("lo"))],
             vec![Counter("out_loopback"), Accept],
@@ -428,6 +534,8 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
             vec![Match::Icmpv6Types(ND.0, ND.1)],
             vec![Counter("out_icmpv6_nd"), Accept],
         ),
+        // Redirected to the gatekeeper: the filter sees the new address
+        // but the interface of the original route.
         rule(
             vec![Match::InSet(V4.to_vec(), "dns4")],
             vec![Counter("out_dns"), Accept],
@@ -437,6 +545,22 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
             vec![Counter("out_dns"), Accept],
         ),
         rule(
+            vec![Match::InSet(vec![Key::L4Proto, Key::Dport], "dns_out")],
+            vec![
+                Update("dropped4", V4.to_vec()),
+                Counter("out_dropped"),
+                drop.clone(),
+            ],
+        ),
+        rule(
+            vec![Match::InSet(vec![Key::L4Proto, Key::Dport], "dns_out")],
+            vec![
+                Update("dropped6", V6.to_vec()),
+                Counter("out_dropped"),
+                drop.clone(),
+            ],
+        ),
+        rule(
             vec![Match::InSet(V4.to_vec(), "allow4")],
             vec![Counter("out_allowed"), Accept],
         ),
@@ -444,6 +568,21 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
             vec![Match::InSet(V6.to_vec(), "allow6")],
             vec![Counter("out_allowed"), Accept],
         ),
+    ];
+    for (class, (proto, ports)) in policy.name_ports.iter().enumerate() {
+        let (p4, p6) = pin_sets(class);
+        for (key, set) in [(Key::Ip4Daddr, p4), (Key::Ip6Daddr, p6)] {
+            output.push(rule(
+                vec![
+                    Match::InSet(vec![key], set),
+                    Match::L4Proto(*proto),
+                    Match::Dport(*ports),
+                ],
+                vec![Counter("out_named"), Accept],
+            ));
+        }
+    }
+    output.extend([
         rule(
             vec![Match::InSet(vec![Key::L4Proto], "tcp_udp")],
             vec![Update("dropped4", V4.to_vec())],
@@ -452,8 +591,8 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
             vec![Match::InSet(vec![Key::L4Proto], "tcp_udp")],
             vec![Update("dropped6", V6.to_vec())],
         ),
-        rule(vec![], vec![Counter("out_dropped"), Drop]),
-    ];
+        rule(vec![], vec![Counter("out_dropped"), drop.clone()]),
+    ]);
     let input = vec![
         rule(
             vec![Match::IifName(IfName::Exact("lo"))],
@@ -473,28 +612,47 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
         ),
         rule(vec![], vec![Counter("in_dropped"), Drop]),
     ];
+    let mut chains = vec![
+        Chain {
+            name: "output",
+            kind: ChainType::Filter,
+            hook: Hook::Output,
+            priority: Priority::Filter,
+            policy: if policy.learn {
+                Verdict::Accept
+            } else {
+                Verdict::Drop
+            },
+            rules: output,
+        },
+        Chain {
+            name: "input",
+            kind: ChainType::Filter,
+            hook: Hook::Input,
+            priority: Priority::Filter,
+            policy: Verdict::Drop,
+            rules: input,
+        },
+    ];
+    if policy.gatekeeper {
+        sets.push(proto_ports("dns_redirect", dns_ports(&[DNS_PORT])));
+        chains.push(Chain {
+            name: "dns",
+            kind: ChainType::Nat,
+            hook: Hook::Output,
+            priority: Priority::Dstnat,
+            policy: Verdict::Accept,
+            rules: vec![rule(
+                vec![Match::InSet(vec![Key::L4Proto, Key::Dport], "dns_redirect")],
+                vec![Statement::Redirect],
+            )],
+        });
+    }
     Ok(Ruleset {
         table: TABLE.to_owned(),
         counters: COUNTERS.to_vec(),
         sets,
-        chains: vec![
-            Chain {
-                name: "output",
-                kind: ChainType::Filter,
-                hook: Hook::Output,
-                priority: Priority::Filter,
-                policy: Verdict::Drop,
-                rules: output,
-            },
-            Chain {
-                name: "input",
-                kind: ChainType::Filter,
-                hook: Hook::Input,
-                priority: Priority::Filter,
-                policy: Verdict::Drop,
-                rules: input,
-            },
-        ],
+        chains,
     })
 }
 
@@ -525,7 +683,11 @@ fn disjoint_allow(allow: &[Allow]) -> (Vec<Element>, Vec<Element>) {
             let boxes: Vec<Box2> = allow
                 .iter()
                 .filter(|a| a.proto == proto && a.net.is_ipv4() == family_v4)
-                .map(|a| ((u128_of(a.net.first()), u128_of(a.net.last())), a.ports))
+                .flat_map(|a| {
+                    unblocked(a.net)
+                        .into_iter()
+                        .map(move |range| (range, a.ports))
+                })
                 .collect();
             let out = if family_v4 { &mut v4 } else { &mut v6 };
             for (addrs, ports) in disjoint(boxes) {
@@ -538,6 +700,40 @@ fn disjoint_allow(allow: &[Allow]) -> (Vec<Element>, Vec<Element>) {
         }
     }
     (v4, v6)
+}
+
+/// The address ranges of `net` outside the [`BLOCKED`] networks, unless it
+/// lies inside one: a network that merely covers a metadata address (such
+/// as 0.0.0.0/0) does not open it; an entry within it does.
+fn unblocked(net: Cidr) -> Vec<(u128, u128)> {
+    let mut ranges = vec![(u128_of(net.first()), u128_of(net.last()))];
+    for (addr, len) in BLOCKED {
+        let Some(b) = Cidr::new(addr, len).filter(|b| b.is_ipv4() == net.is_ipv4()) else {
+            continue;
+        };
+        let (b0, b1) = (u128_of(b.first()), u128_of(b.last()));
+        let (n0, n1) = (u128_of(net.first()), u128_of(net.last()));
+        if b0 <= n0 && n1 <= b1 {
+            return vec![(n0, n1)];
+        }
+        ranges = ranges
+            .into_iter()
+            .flat_map(|(a0, a1)| {
+                if a1 < b0 || b1 < a0 {
+                    return vec![(a0, a1)];
+                }
+                let mut out = Vec::new();
+                if a0 < b0 {
+                    out.push((a0, b0 - 1));
+                }
+                if b1 < a1 {
+                    out.push((b1 + 1, a1));
+                }
+                out
+            })
+            .collect();
+    }
+    ranges
 }
 
 fn overlap(a: &Box2, b: &Box2) -> bool {
@@ -666,6 +862,9 @@ impl fmt::Display for Ruleset {
             if s.dynamic.is_some() {
                 flags.push("dynamic");
             }
+            if s.timeout {
+                flags.push("timeout");
+            }
             if !flags.is_empty() {
                 writeln!(f, "\t\tflags {}", flags.join(","))?;
             }
@@ -696,6 +895,7 @@ impl fmt::Display for Ruleset {
             let priority = match c.priority {
                 Priority::Filter => "filter",
                 Priority::Srcnat => "srcnat",
+                Priority::Dstnat => "-100",
             };
             let policy = match c.policy {
                 Verdict::Accept => "accept",
@@ -728,6 +928,8 @@ fn rule_text(r: &Rule) -> String {
             Match::EstablishedRelated => "ct state established,related".into(),
             Match::Icmpv6Types(a, b) => format!("icmpv6 type {a}-{b}"),
             Match::InSet(k, set) => format!("{} @{set}", keys(k)),
+            Match::L4Proto(p) => format!("meta l4proto {}", p.name()),
+            Match::Dport(p) => format!("th dport {p}"),
         });
     }
     for s in &r.statements {
@@ -735,6 +937,7 @@ fn rule_text(r: &Rule) -> String {
             Statement::Counter(name) => format!("counter name {name:?}"),
             Statement::Update(set, k) => format!("update @{set} {{ {} }}", keys(k)),
             Statement::Masquerade => "masquerade".into(),
+            Statement::Redirect => "redirect".into(),
             Statement::Accept => "accept".into(),
             Statement::Drop => "drop".into(),
         });
@@ -794,7 +997,7 @@ mod tests {
 
     fn allow(s: &str) -> Allow {
         let e: Entry = s.parse().unwrap();
-        resolve(&[e], |_| unreachable!()).unwrap()[0]
+        addresses(&[e])[0]
     }
 
     fn elements(r: &Ruleset, set: &str) -> Vec<String> {
@@ -813,32 +1016,77 @@ mod tests {
     }
 
     #[test]
-    fn names_resolve_through_the_callers_lookup() {
-        let entries: Vec<Entry> = ["pypi.org:443", "udp://10.0.0.1:53"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        let got = resolve(&entries, |name| {
-            assert_eq!(name, "pypi.org");
-            Ok(vec![
-                "10.9.9.9".parse().unwrap(),
-                "fd00::9".parse().unwrap(),
-            ])
-        })
-        .unwrap();
+    fn names_become_pin_set_classes_by_protocol_and_ports() {
+        let entries: Vec<Entry> = [
+            "pypi.org:443",
+            "udp://10.0.0.1:53",
+            "*.pythonhosted.org:443",
+            "udp://ntp.test:123",
+            "api.test:8000-8100",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        assert_eq!(addresses(&entries), vec![allow("udp://10.0.0.1:53")]);
+        let classes = name_classes(&entries).unwrap();
         assert_eq!(
-            got,
+            classes,
             vec![
-                allow("10.9.9.9:443"),
-                allow("[fd00::9]:443"),
-                allow("udp://10.0.0.1:53")
+                (Proto::Tcp, Ports::one(443)),
+                (Proto::Udp, Ports::one(123)),
+                (
+                    Proto::Tcp,
+                    Ports {
+                        first: 8000,
+                        last: 8100
+                    }
+                ),
             ]
         );
-        let err = resolve(&entries[..1], |_| Ok(vec![])).unwrap_err();
+        let r = compile(&Policy {
+            name_ports: classes,
+            gatekeeper: true,
+            ..Policy::default()
+        })
+        .unwrap();
+        let text = r.to_string();
         assert!(
-            err.to_string()
-                .contains("\"pypi.org\" (in pypi.org:443) resolved to no address")
+            text.contains("ip daddr @pin4_2 meta l4proto tcp th dport 8000-8100"),
+            "{text}"
         );
+        assert!(r.set("pin6_1").unwrap().timeout, "{text}");
+        let many: Vec<Entry> = (0..=MAX_NAME_CLASSES)
+            .map(|i| format!("h{i}.test:{}", 1000 + i).parse().unwrap())
+            .collect();
+        let err = name_classes(&many).unwrap_err().to_string();
+        assert!(err.contains("at most 16 are supported"), "{err}");
+    }
+
+    #[test]
+    fn metadata_addresses_open_only_to_entries_inside_them() {
+        let r = compile(&policy(&[
+            "0.0.0.0/0:80",
+            "[::/0]:80",
+            "169.254.169.254:8080",
+        ]))
+        .unwrap();
+        assert_eq!(
+            elements(&r, "allow4"),
+            [
+                "0.0.0.0-169.253.255.255 . tcp . 80",
+                "169.254.169.254 . tcp . 8080",
+                "169.255.0.0-255.255.255.255 . tcp . 80",
+            ]
+        );
+        let v6 = elements(&r, "allow6").join(" ");
+        assert!(
+            !v6.contains("fd00:ec2::254 ") && !v6.contains("fe80::/10"),
+            "{v6}"
+        );
+        assert!(is_blocked("169.254.169.254".parse().unwrap()));
+        assert!(is_blocked("fd00:ec2::254".parse().unwrap()));
+        assert!(is_blocked("fe80::1".parse().unwrap()));
+        assert!(!is_blocked("169.255.0.1".parse().unwrap()));
     }
 
     #[test]
@@ -921,34 +1169,33 @@ mod tests {
     }
 
     #[test]
-    fn dns_is_udp_and_tcp_53_to_each_resolver() {
+    fn dns_goes_to_the_gatekeeper_on_loopback_or_nowhere() {
         let r = compile(&Policy {
-            dns: vec!["10.0.0.53".parse().unwrap(), "fd00::53".parse().unwrap()],
+            gatekeeper: true,
             ..Policy::default()
         })
         .unwrap();
         assert_eq!(
             elements(&r, "dns4"),
-            ["10.0.0.53 . tcp . 53", "10.0.0.53 . udp . 53"]
+            ["127.0.0.1 . tcp . 53", "127.0.0.1 . udp . 53"]
         );
+        assert_eq!(elements(&r, "dns6"), ["::1 . tcp . 53", "::1 . udp . 53"]);
+        let text = r.to_string();
+        assert!(
+            text.contains("type nat hook output priority -100; policy accept;"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meta l4proto . th dport @dns_redirect redirect"),
+            "{text}"
+        );
+        let none = compile(&Policy::default()).unwrap();
+        assert!(none.set("dns4").unwrap().elements.is_empty());
+        assert!(none.chains.iter().all(|c| c.kind == ChainType::Filter));
         assert_eq!(
-            elements(&r, "dns6"),
-            ["fd00::53 . tcp . 53", "fd00::53 . udp . 53"]
+            elements(&none, "dns_out"),
+            ["tcp . 53", "tcp . 853", "udp . 53", "udp . 853"]
         );
-    }
-
-    #[test]
-    fn a_loopback_resolver_is_reported() {
-        for r in ["127.0.0.53", "::1", "0.0.0.0"] {
-            let err = compile(&Policy {
-                dns: vec![r.parse().unwrap()],
-                ..Policy::default()
-            })
-            .unwrap_err()
-            .to_string();
-            assert!(err.contains(&format!("DNS resolver {r} is a")), "{err}");
-            assert!(err.contains("a sandbox cannot reach"), "{err}");
-        }
     }
 
     #[test]

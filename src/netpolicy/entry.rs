@@ -2,18 +2,21 @@
 //!
 //! ```text
 //! [tcp:// | udp://] DEST [:PORT | :PORT-PORT]
-//! DEST = IPv4 | IPv4/LEN | HOST                      (HOST needs a port)
+//! DEST = IPv4 | IPv4/LEN                             (no port: every port)
+//!      | HOST | *.DOMAIN | **.DOMAIN                 (names need a port)
 //!      | [IPv6] | [IPv6/LEN]                          (brackets when a port follows)
 //!      | IPv6 | IPv6/LEN                              (bare: no port)
 //! ```
 //!
-//! No protocol means TCP; no port means every port of that protocol. A name
-//! is kept unresolved: the caller resolves it when the sandbox is created.
+//! No protocol means TCP; no port means every port of that protocol. Names
+//! and wildcards ([`super::names`]) stay names: the sandbox's DNS
+//! gatekeeper pins the addresses it answers with.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use super::names::NamePattern;
 use crate::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -143,7 +146,7 @@ impl fmt::Display for Cidr {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Dest {
     Net(Cidr),
-    /// A DNS name, resolved by the caller.
+    /// A DNS name or wildcard, canonical ([`NamePattern`]'s spelling).
     Host(String),
 }
 
@@ -249,14 +252,15 @@ fn parse(s: &str) -> Result<Entry, String> {
     } else if let Ok(addr) = dest.parse::<Ipv4Addr>() {
         Dest::Net(Cidr::host(IpAddr::V4(addr)))
     } else {
-        hostname(dest)?;
+        numeric(dest)?;
+        let pattern = NamePattern::parse(dest)?;
         if ports.is_none() {
             return Err(format!(
                 "host name {dest:?} needs a port ({dest}:443); only addresses and networks may \
                  allow every port"
             ));
         }
-        Dest::Host(dest.to_ascii_lowercase())
+        Dest::Host(pattern.to_string())
     };
     Ok(Entry { proto, dest, ports })
 }
@@ -313,30 +317,14 @@ pub(crate) fn ports(s: &str) -> Result<Ports, String> {
     }
 }
 
-/// RFC 1123 host names; all-numeric dotted names are bad IPv4 addresses.
-fn hostname(s: &str) -> Result<(), String> {
+/// An all-numeric dotted name is a bad IPv4 address, not a host name.
+fn numeric(s: &str) -> Result<(), String> {
     let name = s.strip_suffix('.').unwrap_or(s);
-    let labels: Vec<&str> = name.split('.').collect();
-    if labels.iter().all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+    if name
+        .split('.')
+        .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(format!("{s:?} is not an IPv4 address"));
-    }
-    if name.len() > 253 {
-        return Err(format!("host name {s:?} is longer than 253 characters"));
-    }
-    for label in labels {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!(
-                "{s:?} is not an address or a host name (label {label:?}: letters, digits and \
-                 inner '-', 1 to 63 characters)"
-            ));
-        }
     }
     Ok(())
 }
@@ -387,8 +375,20 @@ mod tests {
             (
                 "udp://NTP.Example.org.:123",
                 udp,
-                Dest::Host("ntp.example.org.".into()),
+                Dest::Host("ntp.example.org".into()),
                 p(123, 123),
+            ),
+            (
+                "*.PythonHosted.org:443",
+                tcp,
+                Dest::Host("*.pythonhosted.org".into()),
+                p(443, 443),
+            ),
+            (
+                "udp://**.ntp.example:123-124",
+                udp,
+                Dest::Host("**.ntp.example".into()),
+                p(123, 124),
             ),
             (
                 "localhost:8080",
@@ -465,6 +465,10 @@ mod tests {
             ("-bad.org:80", "label \"-bad\""),
             ("a..b:80", "label \"\""),
             ("under_score.org:80", "label \"under_score\""),
+            ("*.com:443", "wildcard over the top-level domain \"com\""),
+            ("**.co.uk:443", "public suffix \"co.uk\""),
+            ("a.*.b.com:443", "only as the first label"),
+            ("*.example.com", "needs a port"),
             ("[2001:db8::1", "without a closing ']'"),
             ("2001:db8::1]:80", "']' without an opening '['"),
             ("[2001:db8::1]443", "expected ':PORT' after ']'"),

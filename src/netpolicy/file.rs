@@ -8,19 +8,20 @@
 //! ```
 //!
 //! `allow` holds allowlist entries as users write them ([`Entry`]); names
-//! are resolved by the hook, in the host's network namespace, through the
-//! host's resolvers. `dns` lists the resolvers the sandbox may query, and
-//! `expose` the inbound ports open to new connections (`[tcp://|udp://]PORT`
-//! or `PORT-PORT`).
+//! and wildcards are the DNS gatekeeper's: it asks `dns`, the upstream
+//! resolvers, from the host's network namespace, and pins the addresses of
+//! the names it answers for. `expose` lists the inbound ports open to new
+//! connections (`[tcp://|udp://]PORT` or `PORT-PORT`); `gatekeeper` its
+//! limits, and `learn` turns the policy into an audit that drops nothing.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::IpAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::compile::{Policy, resolve};
-use super::entry::{Entry, Ports, Proto, ports};
+use super::compile::{Policy, addresses, name_classes};
+use super::entry::{Dest, Entry, Ports, Proto, ports};
 use crate::uplink::Pools;
 use crate::{Error, Result};
 
@@ -32,6 +33,8 @@ pub const MODE: &str = "org.sbx-oci.network.mode";
 pub const ALLOW: &str = "org.sbx-oci.network.allow";
 /// Comma-separated resolver addresses.
 pub const DNS: &str = "org.sbx-oci.network.dns";
+/// `true`: audit only; nothing is dropped, what would be is recorded.
+pub const LEARN: &str = "org.sbx-oci.network.learn";
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +52,70 @@ pub struct PolicyFile {
     /// addresses from these pools, and NAT (see `uplink`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uplink: Option<Pools>,
+    /// Audit mode: nothing is dropped, and every query and connection that
+    /// would have been is recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub learn: bool,
+    #[serde(default, skip_serializing_if = "Gatekeeper::is_default")]
+    pub gatekeeper: Gatekeeper,
+}
+
+/// The DNS gatekeeper's limits (seconds and counts).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gatekeeper {
+    /// A pinned address lives at least this long (clients and runtimes
+    /// cache answers past their TTL)...
+    pub ttl_min_s: u32,
+    /// ... and at most this long; answers' TTLs are cut to it.
+    pub ttl_max_s: u32,
+    /// Added to every pin's lifetime, for the client's connect after the
+    /// answer.
+    pub grace_s: u32,
+    /// Distinct names answered; past it, new names are refused.
+    pub max_names: u32,
+    /// Addresses pinned at once; past it, answers are refused.
+    pub max_addresses: u32,
+    /// Queries per second (a burst of as many is allowed); past it, queries
+    /// are refused.
+    pub queries_per_s: u32,
+}
+
+impl Default for Gatekeeper {
+    fn default() -> Gatekeeper {
+        Gatekeeper {
+            ttl_min_s: 30,
+            ttl_max_s: 3600,
+            grace_s: 10,
+            max_names: 1000,
+            max_addresses: 4096,
+            queries_per_s: 200,
+        }
+    }
+}
+
+impl Gatekeeper {
+    pub fn is_default(&self) -> bool {
+        *self == Gatekeeper::default()
+    }
+
+    /// What is wrong with these limits, if anything.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let bad = |what: &str| Err(what.to_owned());
+        if self.ttl_min_s > self.ttl_max_s {
+            return bad("ttl_min_s is above ttl_max_s");
+        }
+        if self.ttl_max_s == 0 {
+            return bad("ttl_max_s must be at least 1");
+        }
+        if self.ttl_max_s > 7 * 86400 {
+            return bad("ttl_max_s is more than a week");
+        }
+        if self.max_names == 0 || self.max_addresses == 0 || self.queries_per_s == 0 {
+            return bad("max_names, max_addresses and queries_per_s must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,15 +151,31 @@ impl PolicyFile {
     /// Parses every entry, port and resolver: the first bad one is the
     /// error, quoted.
     pub fn check(&self) -> Result<()> {
-        self.entries()?;
+        let entries = self.entries()?;
+        name_classes(&entries)?;
         self.exposed()?;
+        self.gatekeeper
+            .check()
+            .map_err(|r| Error::NetworkPolicy(format!("gatekeeper: {r}")))?;
         for r in &self.dns {
-            if r.is_loopback() || r.is_unspecified() {
+            // With an allowlist the gatekeeper asks the resolvers from the
+            // host's namespace, where the host's loopback is; otherwise the
+            // sandbox asks them itself, from its own.
+            if r.is_unspecified() || (r.is_loopback() && self.mode != Mode::Allowlist) {
                 return Err(Error::NetworkPolicy(format!(
                     "DNS resolver {r} cannot be reached from a sandbox (its loopback is its \
                      own); name a resolver on the network"
                 )));
             }
+        }
+        if self.mode == Mode::Allowlist
+            && self.dns.is_empty()
+            && let Some(e) = entries.iter().find(|e| matches!(e.dest, Dest::Host(_)))
+        {
+            return Err(Error::NetworkPolicy(format!(
+                "{e} is a name, but the policy lists no DNS resolver to ask for it; list one \
+                 (dns) or give addresses"
+            )));
         }
         Ok(())
     }
@@ -105,13 +188,22 @@ impl PolicyFile {
         self.expose.iter().map(|s| parse_expose(s)).collect()
     }
 
-    /// The policy to compile, names resolved by `lookup`.
-    pub fn resolve(&self, lookup: impl FnMut(&str) -> Result<Vec<IpAddr>>) -> Result<Policy> {
+    /// The policy to compile. The gatekeeper runs when there is a resolver
+    /// to ask; without one, DNS is simply dropped.
+    pub fn policy(&self) -> Result<Policy> {
+        let entries = self.entries()?;
         Ok(Policy {
-            allow: resolve(&self.entries()?, lookup)?,
-            dns: self.dns.clone(),
+            allow: addresses(&entries),
+            name_ports: name_classes(&entries)?,
+            gatekeeper: self.has_gatekeeper(),
+            learn: self.learn,
             expose: self.exposed()?,
         })
+    }
+
+    /// Whether the hook starts a DNS gatekeeper for this policy.
+    pub fn has_gatekeeper(&self) -> bool {
+        self.mode == Mode::Allowlist && !self.dns.is_empty()
     }
 }
 
@@ -128,20 +220,6 @@ pub fn parse_expose(s: &str) -> Result<(Proto, Ports)> {
     };
     let p = ports(rest).map_err(|r| Error::NetworkPolicy(format!("exposed port {s:?}: {r}")))?;
     Ok((proto, p))
-}
-
-/// The addresses of `name` from the resolvers of the namespace this thread
-/// is in (the host's, for the hook: it resolves before entering the
-/// container's namespace).
-pub fn host_lookup(name: &str) -> Result<Vec<IpAddr>> {
-    let mut addrs: Vec<IpAddr> = (name, 0)
-        .to_socket_addrs()
-        .map_err(|e| Error::NetworkPolicy(format!("cannot resolve {name:?}: {e}")))?
-        .map(|a| a.ip())
-        .collect();
-    addrs.sort();
-    addrs.dedup();
-    Ok(addrs)
 }
 
 /// The host's resolvers, from /etc/resolv.conf.
@@ -171,12 +249,21 @@ pub fn from_annotations(ann: &BTreeMap<String, String>) -> Result<Option<(Mode, 
     }
     if let Some((k, _)) = ours
         .iter()
-        .find(|(k, _)| ![MODE, ALLOW, DNS].contains(&k.as_str()))
+        .find(|(k, _)| ![MODE, ALLOW, DNS, LEARN].contains(&k.as_str()))
     {
         return Err(Error::NetworkPolicy(format!(
-            "unknown annotation {k:?} (known: {MODE}, {ALLOW}, {DNS})"
+            "unknown annotation {k:?} (known: {MODE}, {ALLOW}, {DNS}, {LEARN})"
         )));
     }
+    let learn = match ann.get(LEARN).map(|v| v.trim()) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(Error::NetworkPolicy(format!(
+                "{LEARN}={other:?}: use true or false"
+            )));
+        }
+    };
     // Commas or spaces: podman's --annotation splits its value at commas
     // unless the whole KEY=VALUE is quoted, so "a b" is easier to write.
     let list = |key: &str| -> Option<Vec<String>> {
@@ -217,10 +304,16 @@ pub fn from_annotations(ann: &BTreeMap<String, String>) -> Result<Option<(Mode, 
             })
             .collect::<Result<_>>()?,
     };
+    if learn && mode != Mode::Allowlist {
+        return Err(Error::NetworkPolicy(format!(
+            "{LEARN} needs {MODE}=allowlist"
+        )));
+    }
     let file = PolicyFile {
         mode,
         allow: allow.unwrap_or_default(),
         dns,
+        learn,
         ..PolicyFile::default()
     };
     file.check().map_err(|e| match e {
@@ -279,7 +372,13 @@ mod tests {
                 "\"10.0.0.300:80\"",
             ),
             (vec![(DNS, "resolver")], "\"resolver\""),
-            (vec![(DNS, "127.0.0.53")], "127.0.0.53"),
+            (vec![(DNS, "0.0.0.0")], "0.0.0.0"),
+            (vec![(LEARN, "yes")], "use true or false"),
+            (vec![(MODE, "full"), (LEARN, "true")], "allowlist"),
+            (
+                vec![(ALLOW, "pypi.org:443"), (DNS, "")],
+                "pypi.org:443 is a name, but the policy lists no DNS resolver",
+            ),
             (vec![(MODE, "open")], "\"open\""),
             (vec![(MODE, "full"), (ALLOW, "10.0.0.1")], "allowlist"),
             (

@@ -70,6 +70,7 @@ pub fn host_ruleset() -> Ruleset {
         fields,
         interval: false,
         dynamic: None,
+        timeout: false,
         counter: false,
         elements: vec![],
     };

@@ -37,6 +37,8 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+pub mod gatekeeper;
+
 use crate::netpolicy::file::{self, Mode, PolicyFile};
 use crate::netpolicy::{Ruleset, compile};
 use crate::{Error, Result, cli, nft, selfexe, uplink};
@@ -165,7 +167,7 @@ pub fn failure(state_dir: &Path) -> Option<String> {
 
 /// Where a container's policy file may be: injected from annotations, or a
 /// sandbox's (in its bundle, which is the state directory).
-fn policy_files(state_dir: &Path) -> [PathBuf; 2] {
+pub(crate) fn policy_files(state_dir: &Path) -> [PathBuf; 2] {
     [
         state_dir.join(POLICY_FILE),
         state_dir.join(crate::sandbox::translate::POLICY_FILE),
@@ -198,16 +200,9 @@ pub fn run(args: &cli::NetworkHook) -> Result<i32> {
     let ns = File::open(&ns_path)
         .map_err(|e| Error::io(format!("cannot open {ns_path} (the container's init)"), e))?;
     // The rules first, then the way out: the namespace is never connected
-    // without them.
+    // without them. Then the gatekeeper the rules send DNS to.
     if file.mode != Mode::Full {
-        // Names mean what the sandbox's resolvers say, when it has some.
-        let policy = if file.dns.is_empty() {
-            file.resolve(file::host_lookup)?
-        } else {
-            file.resolve(|name| crate::netpolicy::dns::lookup(name, &file.dns))?
-        };
-        let t_resolved = Instant::now();
-        let rules = compile(&policy)?;
+        let rules = compile(&file.policy()?)?;
         let t_compiled = Instant::now();
         let (apply_time, socket) = apply_in(
             ns.try_clone().map_err(|e| {
@@ -217,9 +212,8 @@ pub fn run(args: &cli::NetworkHook) -> Result<i32> {
             &ns_path,
         )?;
         tracing::debug!(
-            "network hook: resolve {:?}, compile {:?}, apply {:?}",
-            t_resolved - t0,
-            t_compiled - t_resolved,
+            "network hook: compile {:?}, apply {:?}",
+            t_compiled - t0,
             apply_time,
         );
         socket.close_later();
@@ -229,6 +223,9 @@ pub fn run(args: &cli::NetworkHook) -> Result<i32> {
         let up = uplink::attach(id, &ns, pools, &nl)?;
         tracing::debug!("network hook: {up:?}");
         nl.close_later();
+    }
+    if file.has_gatekeeper() {
+        gatekeeper::start(&ns, pid as i32, &file, &args.policy)?;
     }
     tracing::debug!("network hook: total {:?}", t0.elapsed());
     Ok(0)
@@ -257,13 +254,41 @@ fn apply_in(ns: File, rules: &Ruleset, what: &str) -> Result<(std::time::Duratio
 /// container has no policy of ours: no policy file in its state directory,
 /// injected or a sandbox's, or one of mode `full`.
 pub fn stats(state_dir: &Path, pid: nix::unistd::Pid) -> Result<Option<Value>> {
+    let what = format!("the network namespace of process {pid}");
+    stats_in(state_dir, || {
+        File::open(format!("/proc/{pid}/ns/net"))
+            .map_err(|e| Error::io(format!("cannot open {what}"), e))
+    })
+}
+
+/// [`stats`] of the namespace `netns` gives (opened only when the policy
+/// has a table to read): a `sandbox run` keeps its sandbox's namespace open
+/// to report on it after the last process is gone.
+pub fn stats_in(state_dir: &Path, netns: impl FnOnce() -> Result<File>) -> Result<Option<Value>> {
     let policy = policy_files(state_dir)
-        .iter()
-        .find_map(|p| PolicyFile::load(p).ok());
-    let Some(policy) = policy else {
+        .into_iter()
+        .find_map(|p| Some((PolicyFile::load(&p).ok()?, p)));
+    let Some((policy, policy_path)) = policy else {
         return Ok(None);
     };
     let mut out = serde_json::Map::new();
+    if policy.learn {
+        out.insert("learn".into(), Value::from(true));
+    }
+    // What the gatekeeper answered and denied; its names for the addresses
+    // of dropped connections.
+    let audit = gatekeeper::read_audit(&policy_path);
+    if let Some(a) = &audit {
+        out.insert("dns".into(), serde_json::to_value(a).unwrap_or(Value::Null));
+    }
+    let names_of = |addr: &std::net::IpAddr| -> Vec<String> {
+        audit
+            .iter()
+            .flat_map(|a| &a.answered)
+            .filter(|q| q.addresses.contains(addr))
+            .map(|q| q.name.clone())
+            .collect()
+    };
     if policy.uplink.is_some() {
         // The sandbox's own addresses, as the host table has them.
         let id = state_dir.file_name().unwrap_or_default().to_string_lossy();
@@ -279,13 +304,11 @@ pub fn stats(state_dir: &Path, pid: nix::unistd::Pid) -> Result<Option<Value>> {
     if policy.mode == Mode::Full {
         return Ok(Some(Value::Object(out)));
     }
-    let what = format!("the network namespace of process {pid}");
-    let ns = File::open(format!("/proc/{pid}/ns/net"))
-        .map_err(|e| Error::io(format!("cannot open {what}"), e))?;
+    let ns = netns()?;
     std::thread::scope(|s| {
         s.spawn(|| {
             nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| Error::io(format!("cannot enter {what}"), e.into()))?;
+                .map_err(|e| Error::io("cannot enter the sandbox's network namespace", e.into()))?;
             let nl = nft::Netlink::open()?;
             let counters: serde_json::Map<String, Value> = nl
                 .counters(crate::netpolicy::compile::TABLE)?
@@ -303,10 +326,15 @@ pub fn stats(state_dir: &Path, pid: nix::unistd::Pid) -> Result<Option<Value>> {
                         17 => "udp".to_owned(),
                         n => n.to_string(),
                     };
-                    dropped.push(serde_json::json!({
+                    let mut entry = serde_json::json!({
                         "address": d.addr.to_string(), "protocol": protocol, "port": d.port,
                         "packets": d.packets, "bytes": d.bytes,
-                    }));
+                    });
+                    let names = names_of(&d.addr);
+                    if !names.is_empty() {
+                        entry["names"] = Value::from(names);
+                    }
+                    dropped.push(entry);
                 }
             }
             out.insert("counters".into(), Value::Object(counters));

@@ -329,6 +329,7 @@ fn element_changes(b: &mut Batch, p: &HostPlan, set_id: impl Fn(&str) -> Option<
         key,
         key_end: None,
         comment: matches!(op, ElemOp::Add).then(|| owner.to_owned()),
+        timeout_ms: None,
     };
     let links = |els: &[HostElement], v4: bool, op| -> Vec<Elem> {
         els.iter()

@@ -12,6 +12,8 @@
 //!   a while, such as those a change of the host's /etc left behind (see
 //!   `sandbox::skeleton`).
 //! - Files that interrupted compilations left in the seccomp cache.
+//! - DNS gatekeepers whose container's state is gone (they exit with the
+//!   container's init; this is for any that did not).
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -51,8 +53,9 @@ pub fn gc(ctx: &Context, stdout: &mut dyn Write) -> Result<()> {
         .collect();
     let skeletons = super::sandbox::skeleton::prune(ctx);
     let seccomp = crate::seccomp::prune(ctx.store.root(), GRACE);
+    let gatekeepers = crate::network::gatekeeper::gc();
     let report = json!({ "half_created": claims, "nat_entries": nat, "skeletons": skeletons,
-                         "seccomp_leftovers": seccomp });
+                         "seccomp_leftovers": seccomp, "dns_gatekeepers": gatekeepers });
     let _ = writeln!(
         stdout,
         "{}",

@@ -49,17 +49,18 @@ pub fn apply(mut spec: SandboxSpec, f: &SpecFlags) -> Result<SandboxSpec> {
             parse_duration("--timeout", t)?.as_millis() as u64
         });
     }
-    if f.network.is_some() || !f.allow.is_empty() || !f.dns.is_empty() {
+    if f.network.is_some() || !f.allow.is_empty() || !f.dns.is_empty() || f.learn {
         let mut net = spec.network.take().unwrap_or_default();
         match f.network {
             Some(mode) => net.mode = mode,
             // Entries ask for an allowlist; they mean nothing without one.
-            None if !f.allow.is_empty() && net.mode == NetworkMode::None => {
+            None if (!f.allow.is_empty() || f.learn) && net.mode == NetworkMode::None => {
                 net.mode = NetworkMode::Allowlist
             }
             None => {}
         }
         net.allow.extend(f.allow.iter().cloned());
+        net.learn |= f.learn;
         if !f.dns.is_empty() {
             net.dns
                 .get_or_insert_with(Vec::new)

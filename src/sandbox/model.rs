@@ -84,8 +84,10 @@ pub struct Network {
     pub mode: NetworkMode,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<String>,
-    /// Resolvers the sandbox may ask, written to its /etc/resolv.conf.
-    /// Absent: the host's (from its resolv.conf); `[]`: none at all.
+    /// Upstream resolvers: the gatekeeper asks them for the listed names
+    /// (allowlist), or the sandbox asks them itself (full); written to its
+    /// /etc/resolv.conf. Absent: the host's (from its resolv.conf); `[]`:
+    /// none at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<Vec<String>>,
     /// Inbound ports open to new connections (`[tcp://|udp://]PORT` or
@@ -99,6 +101,12 @@ pub struct Network {
     /// `"none"`: no IPv6.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6_pool: Option<String>,
+    /// Audit mode: nothing is dropped; what would be is recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub learn: bool,
+    /// The DNS gatekeeper's limits (pin lifetimes, caps, query rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gatekeeper: Option<crate::netpolicy::file::Gatekeeper>,
 }
 
 /// A profile's defaults: the values a spec gets for the fields it omits.

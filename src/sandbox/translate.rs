@@ -225,9 +225,8 @@ pub fn translate(r: &Resolved, id: &str, host: &HostLayout, bundle: &Path) -> Re
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// The policy file and resolv.conf of a sandbox whose mode is not `none`.
-/// An allowlist without `dns` may ask the host's resolvers, unless one is
-/// a loopback address, which no sandbox can reach: that is an error, not a
-/// policy silently narrowed.
+/// An allowlist without `dns` has its gatekeeper ask the host's resolvers
+/// (from the host's namespace, so a loopback stub resolver works too).
 fn network(r: &Resolved, host: &HostLayout) -> Result<Option<NetworkFiles>> {
     let n = &r.network;
     let mode = match n.mode {
@@ -250,19 +249,7 @@ fn network(r: &Resolved, host: &HostLayout) -> Result<Option<NetworkFiles>> {
     let dns = match (&listed, mode) {
         (_, Mode::Full) => Vec::new(),
         (Some(l), _) => l.clone(),
-        (None, _) => {
-            if let Some(bad) = host.resolvers.iter().find(|a| a.is_loopback()) {
-                return Err(Error::spec(
-                    "network.dns",
-                    format!(
-                        "the host's resolver {bad} (in its /etc/resolv.conf) is a loopback \
-                         address, which a sandbox cannot reach; list the resolvers the sandbox \
-                         may ask (such as the upstream of the local one), or [] for none"
-                    ),
-                ));
-            }
-            host.resolvers.clone()
-        }
+        (None, _) => host.resolvers.clone(),
     };
     let resolv_conf = listed.map(|l| {
         let mut text = String::from("# written by sbx-oci from the sandbox spec's network.dns\n");
@@ -278,6 +265,8 @@ fn network(r: &Resolved, host: &HostLayout) -> Result<Option<NetworkFiles>> {
             dns,
             expose: n.expose.clone(),
             uplink: Some(pools(n)?),
+            learn: n.learn,
+            gatekeeper: n.gatekeeper.clone().unwrap_or_default(),
         },
         resolv_conf,
     }))

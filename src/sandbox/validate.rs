@@ -148,6 +148,10 @@ fn network(n: &Network) -> Result<()> {
                 Some("network.ipv4_pool")
             } else if n.ipv6_pool.is_some() {
                 Some("network.ipv6_pool")
+            } else if n.learn {
+                Some("network.learn")
+            } else if n.gatekeeper.is_some() {
+                Some("network.gatekeeper")
             } else {
                 None
             };
@@ -166,16 +170,52 @@ fn network(n: &Network) -> Result<()> {
                 "\"mode\": \"full\" lets everything out; entries need \"mode\": \"allowlist\"",
             ));
         }
+        NetworkMode::Full if n.learn || n.gatekeeper.is_some() => {
+            return Err(Error::spec(
+                if n.learn {
+                    "network.learn"
+                } else {
+                    "network.gatekeeper"
+                },
+                "\"mode\": \"full\" has no allowlist to audit or gatekeeper to tune; use \
+                 \"mode\": \"allowlist\"",
+            ));
+        }
         _ => {}
     }
+    let mut entries = Vec::new();
     for (i, entry) in n.allow.iter().enumerate() {
-        entry.parse::<Entry>().map_err(|e| match e {
+        entries.push(entry.parse::<Entry>().map_err(|e| match e {
             Error::NetworkEntry { entry, reason } => Error::spec(
                 format!("network.allow[{i}]"),
                 format!("{entry:?}: {reason}"),
             ),
             e => e,
-        })?;
+        })?);
+    }
+    crate::netpolicy::name_classes(&entries).map_err(|e| {
+        Error::spec(
+            "network.allow",
+            e.to_string().trim_start_matches("network policy: "),
+        )
+    })?;
+    if let Some(g) = &n.gatekeeper {
+        g.check()
+            .map_err(|r| Error::spec("network.gatekeeper", r))?;
+    }
+    if n.dns.as_ref().is_some_and(|d| d.is_empty())
+        && let Some((i, e)) = entries
+            .iter()
+            .enumerate()
+            .find(|(_, e)| matches!(e.dest, crate::netpolicy::Dest::Host(_)))
+    {
+        return Err(Error::spec(
+            format!("network.allow[{i}]"),
+            format!(
+                "{e} is a name, but \"dns\" is [] (no resolver to ask for it); list a \
+                 resolver or give addresses"
+            ),
+        ));
     }
     for (i, port) in n.expose.iter().enumerate() {
         crate::netpolicy::file::parse_expose(port).map_err(|e| {
@@ -192,7 +232,9 @@ fn network(n: &Network) -> Result<()> {
         let ip: IpAddr = r
             .parse()
             .map_err(|_| Error::spec(&field, format!("{r:?} is not an IP address")))?;
-        if ip.is_loopback() || ip.is_unspecified() {
+        // An allowlist's gatekeeper asks from the host's namespace; in
+        // `full` mode the sandbox asks from its own, whose loopback is its.
+        if ip.is_unspecified() || (ip.is_loopback() && n.mode == NetworkMode::Full) {
             return Err(Error::spec(
                 &field,
                 format!(
@@ -373,7 +415,7 @@ mod tests {
                 "network.allow[1]: \"10.0.0.300:80\"",
             ),
             (
-                r#"{"network": {"mode": "allowlist", "dns": ["127.0.0.53"]}}"#,
+                r#"{"network": {"mode": "full", "dns": ["127.0.0.53"]}}"#,
                 "network.dns[0]: 127.0.0.53 cannot be reached",
             ),
             (

@@ -30,6 +30,10 @@ pub struct Report {
     pub peak_memory_bytes: u64,
     pub read_bytes: u64,
     pub write_bytes: u64,
+    /// The egress policy's counters, dropped destinations and the DNS
+    /// gatekeeper's record (see `sandbox stats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<serde_json::Value>,
 }
 
 pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
@@ -63,6 +67,12 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
             "sandbox {id:?} has no process"
         )));
     };
+    // For the report: the namespace outlives the sandbox's last process
+    // while this is open.
+    let netns = args
+        .report
+        .as_ref()
+        .and_then(|_| std::fs::File::open(format!("/proc/{pid}/ns/net")).ok());
     forward::to(pid);
     let started = Instant::now();
     if let Err(e) = container.start() {
@@ -101,6 +111,11 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
             ..Usage::default()
         },
     };
+    let network = netns.and_then(|ns| {
+        let dir = ctx.store.dir(&id);
+        crate::network::gatekeeper::wait_gone(&dir, Duration::from_millis(500));
+        crate::network::stats_in(&dir, || Ok(ns)).ok().flatten()
+    });
     cleanup(&mut container);
 
     let oom_killed = usage.oom_kills > 0;
@@ -132,6 +147,7 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
         peak_memory_bytes: usage.peak_memory_bytes,
         read_bytes: usage.read_bytes,
         write_bytes: usage.write_bytes,
+        network,
     };
     if let Some(path) = &args.report {
         write_report(path, &report)?;
