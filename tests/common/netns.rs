@@ -195,6 +195,34 @@ impl Servers {
         });
     }
 
+    /// A TCP server that keeps each connection and echoes what it reads,
+    /// in namespace `ns` (for connections that must outlive something).
+    pub fn echo(&mut self, ns: &str, addr: SocketAddr) {
+        self.serve_with(ns, move |stop| {
+            let l = TcpListener::bind(addr).unwrap();
+            l.set_nonblocking(true).unwrap();
+            Box::new(move || {
+                while !stop() {
+                    match l.accept() {
+                        Ok((mut s, _)) => {
+                            std::thread::spawn(move || {
+                                let _ = s.set_nonblocking(false);
+                                let _ = s.set_read_timeout(Some(SERVER_LIFETIME));
+                                let mut buf = [0u8; 256];
+                                while let Ok(n) = std::io::Read::read(&mut s, &mut buf) {
+                                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                            });
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+            })
+        });
+    }
+
     /// A UDP server answering "ok" to each datagram, in namespace `ns`.
     pub fn udp(&mut self, ns: &str, addr: SocketAddr) {
         self.serve_with(ns, move |stop| {
@@ -391,6 +419,129 @@ impl Drop for Upstream {
         }
         // The namespace takes its end of the pair, and so the pair, along.
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// A DNS server on a test host whose records a test changes while a
+/// sandbox runs, and whose query log it reads: dnsmasq answering from a
+/// hosts file (reread on SIGHUP) with a fixed TTL, never forwarding.
+/// Stopped on drop.
+pub struct DnsServer {
+    dir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl DnsServer {
+    /// dnsmasq in namespace `ns`, on `listen` port 53, answering `records`
+    /// (name, address) with TTL `ttl`; any other name is NXDOMAIN.
+    pub fn start(ns: &str, listen: IpAddr, ttl: u32, records: &[(&str, IpAddr)]) -> DnsServer {
+        let dir = std::env::temp_dir().join(format!(
+            "sbx-oci-dns-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_hosts(&dir, records);
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "timeout", "120", "dnsmasq"])
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--conf-file=/dev/null",
+                "--user=root",
+                "--log-queries",
+                "--cache-size=0",
+            ])
+            .arg(format!("--pid-file={}", dir.join("pid").display()))
+            .arg(format!("--log-facility={}", dir.join("log").display()))
+            .arg(format!("--addn-hosts={}", dir.join("hosts").display()))
+            .arg(format!("--local-ttl={ttl}"))
+            .arg(format!("--listen-address={listen}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq (apt-get install dnsmasq-base)");
+        let s = DnsServer { dir, child };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let target = SocketAddr::new(listen, 53);
+        loop {
+            let up = in_netns(ns, move || {
+                TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok()
+            });
+            if up && s.pid().is_some() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq did not start on {listen}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s
+    }
+
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.join("pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Replaces the records; dnsmasq answers with them once this returns.
+    pub fn set(&self, records: &[(&str, IpAddr)]) {
+        write_hosts(&self.dir, records);
+        let before = self.log().matches("read ").count();
+        let pid = nix::unistd::Pid::from_raw(self.pid().expect("dnsmasq's pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+        // It logs "read <file> - N names" when it has reread the file.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.log().matches("read ").count() <= before {
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq did not reread its hosts"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    /// The names it was asked for, in order ("query[A] NAME from ...").
+    pub fn queried(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter_map(|l| {
+                let rest = &l[l.find("query[")?..];
+                let name = rest.split_whitespace().nth(1)?;
+                Some(name.to_owned())
+            })
+            .collect()
+    }
+}
+
+fn write_hosts(dir: &std::path::Path, records: &[(&str, IpAddr)]) {
+    let text: String = records
+        .iter()
+        .map(|(name, addr)| format!("{addr} {name}\n"))
+        .collect();
+    std::fs::write(dir.join("hosts"), text).unwrap();
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
