@@ -232,6 +232,7 @@ fn child(opened: Opened, pidfd: OwnedFd, gate: Gate, ready: OwnedFd) -> i32 {
     keep.extend(opened.udp.iter().map(|s| s.as_raw_fd()));
     keep.extend(opened.tcp.iter().map(|s| s.as_raw_fd()));
     detach_fds(&keep);
+    forget_inherited_pages();
     if drop_privileges().is_err() {
         return 1;
     }
@@ -268,6 +269,39 @@ fn detach_fds(keep: &[RawFd]) {
             // SAFETY: closes a descriptor this process owns and no longer uses.
             unsafe { libc::close(fd) };
         }
+    }
+}
+
+/// The binary's pages the hook touched (argument parsing, JSON, the rules)
+/// are the child's too after the fork, and count in its RSS: let them go
+/// from this process (they stay in the page cache), so that only what the
+/// gatekeeper itself runs is faulted back in.
+fn forget_inherited_pages() {
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let exe = exe.to_string_lossy().into_owned();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        // Code only: never written, so the kernel faults it in again from
+        // the page cache. (Read-only data may hold relocations applied at
+        // start-up, which the file does not have.)
+        if !perms.starts_with("r-x") || !line.ends_with(&exe) {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        // SAFETY: drops clean, file-backed pages of this process's own
+        // mapping; their contents come back from the file on the next touch.
+        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
     }
 }
 
@@ -704,7 +738,8 @@ async fn ask_udp(
     let sock = tokio::net::UdpSocket::bind(bind).await.ok()?;
     sock.connect(server).await.ok()?;
     sock.send(query).await.ok()?;
-    let mut buf = vec![0u8; 65535];
+    // We offer EDNS for gate::PAYLOAD bytes; a larger answer comes over TCP.
+    let mut buf = vec![0u8; 4096];
     loop {
         let n = sock.recv(&mut buf).await.ok()?;
         match gate::answer(pending, &buf[..n], cfg) {

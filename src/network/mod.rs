@@ -225,7 +225,9 @@ pub fn run(args: &cli::NetworkHook) -> Result<i32> {
         nl.close_later();
     }
     if file.has_gatekeeper() {
+        let t = Instant::now();
         gatekeeper::start(&ns, pid as i32, &file, &args.policy)?;
+        tracing::debug!("network hook: DNS gatekeeper started in {:?}", t.elapsed());
     }
     tracing::debug!("network hook: total {:?}", t0.elapsed());
     Ok(0)
