@@ -304,14 +304,23 @@ fn runc_running_a_sandbox_bundle_enforces_its_policy_and_cleans_up() {
     if Command::new("runc").arg("--version").output().is_err() {
         panic!("runc is not installed (apt-get install runc)");
     }
-    let up = upstream();
+    let mut up = upstream();
+    // A name too: the gatekeeper runc's hook starts answers it.
+    up.dns(up.v4(2), &[("svc.sbx.test", up.v4(3))]);
     let env = Env::new("ulrunc");
     let id = env.id("runc");
     let bundle = env.dir.join("bundle");
     let allow = format!("{}:{ALLOWED}", up.v4(2));
+    let named = format!("svc.sbx.test:{ALLOWED}");
     let script = [
         tcp_probe("allowed", up.v4(2), ALLOWED, 3),
         tcp_probe("other_port", up.v4(2), OTHER, 1),
+        format!(
+            "if [ \"$(busybox nc -w 3 svc.sbx.test {ALLOWED} </dev/null)\" = ok ]; then \
+             echo by_name=open; else echo by_name=closed; fi; "
+        ),
+        "getent hosts unlisted.sbx.test >/dev/null && echo unlisted=found || echo unlisted=missing; "
+            .to_owned(),
     ]
     .concat();
     env.ok(&[
@@ -323,6 +332,8 @@ fn runc_running_a_sandbox_bundle_enforces_its_policy_and_cleans_up() {
         bundle.to_str().unwrap(),
         "--allow",
         &allow,
+        "--allow",
+        &named,
         "--dns",
         &up.v4(2).to_string(),
         "--",
@@ -344,9 +355,35 @@ fn runc_running_a_sandbox_bundle_enforces_its_policy_and_cleans_up() {
         "runc: {stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    expect(&stdout, &[("allowed", "open"), ("other_port", "closed")]);
-    // runc ran the poststop hook when the container went.
+    expect(
+        &stdout,
+        &[
+            ("allowed", "open"),
+            ("other_port", "closed"),
+            ("by_name", "open"),
+            ("unlisted", "missing"),
+        ],
+    );
+    // runc ran the poststop hook when the container went, and the
+    // gatekeeper went with the container's init.
     assert_no_network_left(&id);
+    let bundle_path = bundle.to_string_lossy().into_owned();
+    let gatekeeper_left = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            let p = e.path();
+            std::fs::read_to_string(p.join("comm")).is_ok_and(|c| c.trim_end() == "sbx-oci-dns")
+                && std::fs::read(p.join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&bundle_path))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gatekeeper_left() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gatekeeper outlived runc's container"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[test]
