@@ -110,6 +110,49 @@ fn gatekeepers(root: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// The runtime's own processes under `root` (sbx-oci, its idle init
+/// `sbx-oci-init`, libcontainer's `youki:[...]` stages), the gatekeeper
+/// excepted.
+fn runtime_processes(root: &Path) -> Vec<i32> {
+    let root = root.to_string_lossy().into_owned();
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            let comm = comm.trim_end();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            ((comm.starts_with("sbx-oci") || comm.starts_with("youki:"))
+                && comm != "sbx-oci-dns"
+                && pid != me
+                && String::from_utf8_lossy(&cmdline).contains(&root))
+            .then_some(pid)
+        })
+        .collect()
+}
+
+fn kill9(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Waits (up to 5 s) for the gatekeepers under `root` to be gone.
+fn wait_no_gatekeeper(root: &Path, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gatekeepers(root).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "gatekeepers {:?} left {why}",
+            gatekeepers(root)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// No gatekeeper of `env`'s sandboxes and nothing of `id`'s network left:
 /// the gatekeeper exits with the sandbox's init, the link with its
 /// namespace (both asynchronously: waited for, up to 10 s).
@@ -504,11 +547,7 @@ fn the_gatekeeper_goes_with_the_sandbox_and_its_death_fails_closed() {
         .to_owned();
     assert_eq!(caps, "0000000000001000", "only CAP_NET_ADMIN is kept");
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(gk[0]),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    kill9(gk[0]);
     let out = env.ok(&[
         "sandbox",
         "exec",
@@ -538,6 +577,67 @@ fn the_gatekeeper_goes_with_the_sandbox_and_its_death_fails_closed() {
     assert_eq!(gatekeepers(&env.root), gk, "stopped, it is still there");
     let report: Value = serde_json::from_str(&env.ok(&["gc"])).unwrap();
     assert_eq!(report["dns_gatekeepers"][0], gk[0], "{report}");
+    assert_nothing_left(&env, &id);
+    up.servers.stop();
+}
+
+#[test]
+fn kill_9_of_every_sbx_oci_process_leaves_no_gatekeeper() {
+    let mut up = upstream();
+    let _dns = DnsServer::start(&up.ns, up.v4(2), 60, &[("svc.x.test", up.v4(3))]);
+    let env = Env::new("dnskill");
+    let spec = spec(&env, &[format!("svc.x.test:{PORT}")], up.v4(2), "");
+
+    // A running `sandbox run` whose runtime is killed: the sandbox lives on
+    // (and its gatekeeper with it) until `delete --force` kills its init;
+    // then the gatekeeper exits too.
+    let id = env.id("run");
+    let mut child = env
+        .command(&[
+            "sandbox",
+            "run",
+            "--name",
+            &id,
+            "--spec",
+            &spec,
+            "--",
+            "sh",
+            "-c",
+            "getent ahostsv4 svc.x.test; sleep 30",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gatekeepers(&env.root).is_empty() {
+        assert!(Instant::now() < deadline, "no gatekeeper started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let runtime = runtime_processes(&env.root);
+    assert!(!runtime.is_empty(), "no sbx-oci process of {id}");
+    for pid in &runtime {
+        kill9(*pid);
+    }
+    let _ = child.wait();
+    assert_eq!(gatekeepers(&env.root).len(), 1, "the sandbox still runs");
+    env.ok(&["delete", "--force", &id]);
+    wait_no_gatekeeper(&env.root, "after kill -9 of the runtime and delete --force");
+    assert_nothing_left(&env, &id);
+
+    // A persistent sandbox whose init (and every sbx-oci process) dies: the
+    // gatekeeper exits by itself, before anyone deletes anything.
+    let id = env.id("create");
+    env.ok(&["sandbox", "create", "--spec", &spec, &id]);
+    assert_eq!(gatekeepers(&env.root).len(), 1);
+    let mut runtime = runtime_processes(&env.root);
+    runtime.push(env.pid(&id));
+    for pid in &runtime {
+        kill9(*pid);
+    }
+    wait_no_gatekeeper(&env.root, "after its sandbox died");
+    env.ok(&["delete", "--force", &id]);
     assert_nothing_left(&env, &id);
     up.servers.stop();
 }

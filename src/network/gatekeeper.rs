@@ -935,10 +935,20 @@ pub fn gc() -> Vec<i32> {
             .and_then(|i| args.get(i + 1))
             .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()));
         if policy.is_some_and(|p| !p.exists()) {
+            // Watched through a pidfd, so that its exit (and its namespace's
+            // end) is waited for without mistaking a reused pid.
+            let fd = pidfd_open(pid).ok();
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
+            if let Some(fd) = fd {
+                let mut fds = [nix::poll::PollFd::new(
+                    fd.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1000u16));
+            }
             killed.push(pid);
         }
     }

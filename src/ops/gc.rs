@@ -28,6 +28,9 @@ use crate::{Result, uplink};
 pub const GRACE: Duration = Duration::from_secs(60);
 
 pub fn gc(ctx: &Context, stdout: &mut dyn Write) -> Result<()> {
+    // First: a gatekeeper keeps its sandbox's namespace, and so its link,
+    // alive, and NAT entries are collected when their link is gone.
+    let gatekeepers = crate::network::gatekeeper::gc();
     let mut claims = Vec::new();
     for id in ctx.store.ids()? {
         let dir = ctx.store.dir(&id);
@@ -53,7 +56,6 @@ pub fn gc(ctx: &Context, stdout: &mut dyn Write) -> Result<()> {
         .collect();
     let skeletons = super::sandbox::skeleton::prune(ctx);
     let seccomp = crate::seccomp::prune(ctx.store.root(), GRACE);
-    let gatekeepers = crate::network::gatekeeper::gc();
     let report = json!({ "half_created": claims, "nat_entries": nat, "skeletons": skeletons,
                          "seccomp_leftovers": seccomp, "dns_gatekeepers": gatekeepers });
     let _ = writeln!(
