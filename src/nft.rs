@@ -109,6 +109,7 @@ const NFTA_SET_KEY_TYPE: u16 = 4;
 const NFTA_SET_KEY_LEN: u16 = 5;
 const NFTA_SET_DESC: u16 = 9;
 const NFTA_SET_ID: u16 = 10;
+const NFTA_SET_TIMEOUT: u16 = 11;
 const NFTA_SET_EXPR: u16 = 17;
 const NFTA_SET_DESC_SIZE: u16 = 1;
 const NFTA_SET_DESC_CONCAT: u16 = 2;
@@ -562,6 +563,9 @@ fn new_set(b: &mut Buf, table: &str, set: &Set, id: u32) {
     b.u32(NFTA_SET_KEY_TYPE, key_type);
     b.u32(NFTA_SET_KEY_LEN, key_len as u32);
     b.u32(NFTA_SET_ID, id);
+    if let Some(t) = set.default_timeout_s {
+        b.u64(NFTA_SET_TIMEOUT, u64::from(t) * 1000);
+    }
     if set.dynamic.is_some() || (set.interval && concat) {
         b.nest(NFTA_SET_DESC, |b| {
             if let Some(size) = set.dynamic {
@@ -1224,6 +1228,10 @@ pub struct Dropped {
     pub port: u16,
     pub packets: u64,
     pub bytes: u64,
+    /// Milliseconds until the record expires, when the set has a timeout
+    /// (each drop starts it over: the timeout minus this is how long ago
+    /// the last one was).
+    pub expires_ms: Option<u64>,
 }
 
 /// The elements of a set, each given to `f` as its key and its attributes;
@@ -1290,6 +1298,7 @@ fn dropped_with(sock: &Socket, table: &str, set: &str) -> Result<Vec<Dropped>> {
             port: u16::from_be_bytes([key[addr_len + 4], key[addr_len + 5]]),
             packets: count.packets,
             bytes: count.bytes,
+            expires_ms: find(el, NFTA_SET_ELEM_EXPIRATION).map(|d| be64(Some(d))),
         })
     })
 }

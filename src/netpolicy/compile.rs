@@ -26,6 +26,9 @@ pub const TABLE: &str = "sbx_oci";
 /// that, drops are still counted in `out_dropped`.
 pub const DROPPED_MAX: u32 = 4096;
 
+/// A recorded drop is forgotten after a day without another.
+pub const DROPPED_TIMEOUT_S: u32 = 86400;
+
 /// One allowed destination, names resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Allow {
@@ -219,6 +222,9 @@ pub struct Set {
     pub dynamic: Option<u32>,
     /// Elements carry a timeout, after which the kernel removes them.
     pub timeout: bool,
+    /// The timeout of elements added without one (seconds), such as those
+    /// the packet path adds; `update` starts it over.
+    pub default_timeout_s: Option<u32>,
     /// A counter per element.
     pub counter: bool,
     pub elements: Vec<Element>,
@@ -441,11 +447,16 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
         interval,
         dynamic: None,
         timeout: false,
+        default_timeout_s: None,
         counter: false,
         elements,
     };
+    // A day's timeout, which each dropped packet starts over: an element's
+    // expiration tells when its destination was last refused.
     let dropped = |name, addr| Set {
         dynamic: Some(DROPPED_MAX),
+        timeout: true,
+        default_timeout_s: Some(DROPPED_TIMEOUT_S),
         counter: true,
         ..l3(name, addr, false, vec![])
     };
@@ -455,6 +466,7 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
         interval: false,
         dynamic: None,
         timeout: false,
+        default_timeout_s: None,
         counter: false,
         elements,
     };
@@ -488,6 +500,7 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
                 interval: false,
                 dynamic: None,
                 timeout: true,
+                default_timeout_s: None,
                 counter: false,
                 elements: vec![],
             });
@@ -500,6 +513,7 @@ pub fn compile(policy: &Policy) -> Result<Ruleset> {
             interval: false,
             dynamic: None,
             timeout: false,
+            default_timeout_s: None,
             counter: false,
             elements: [Proto::Tcp, Proto::Udp]
                 .iter()
@@ -867,6 +881,9 @@ impl fmt::Display for Ruleset {
             }
             if !flags.is_empty() {
                 writeln!(f, "\t\tflags {}", flags.join(","))?;
+            }
+            if let Some(t) = s.default_timeout_s {
+                writeln!(f, "\t\ttimeout {t}s")?;
             }
             if s.counter {
                 writeln!(f, "\t\tcounter")?;

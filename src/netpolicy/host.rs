@@ -71,6 +71,7 @@ pub fn host_ruleset() -> Ruleset {
         interval: false,
         dynamic: None,
         timeout: false,
+        default_timeout_s: None,
         counter: false,
         elements: vec![],
     };

@@ -336,6 +336,17 @@ pub fn stats_in(state_dir: &Path, netns: impl FnOnce() -> Result<File>) -> Resul
                     if !names.is_empty() {
                         entry["names"] = Value::from(names);
                     }
+                    if let Some(left) = d.expires_ms {
+                        let timeout =
+                            u64::from(crate::netpolicy::compile::DROPPED_TIMEOUT_S) * 1000;
+                        let ago = chrono::Duration::milliseconds(
+                            timeout.saturating_sub(left).try_into().unwrap_or(0),
+                        );
+                        entry["last"] = Value::from(
+                            (chrono::Utc::now() - ago)
+                                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        );
+                    }
                     dropped.push(entry);
                 }
             }
