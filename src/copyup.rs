@@ -16,8 +16,10 @@
 //! another file system.
 //!
 //! The same shadow config carries the prestart/createRuntime hook rewrite of
-//! `hooks::wrap_for_state` when the config has such hooks, and the network
-//! hook of `network` when its annotations ask for one.
+//! `hooks::wrap_for_state` when the config has such hooks, the network
+//! hook of `network` when its annotations ask for one, and the device
+//! cgroup's leading deny-all of `confcheck` when the config lacks it; and a
+//! config with a mount into /proc is refused here (`confcheck`).
 //!
 //! Differences from runc: createContainer hooks see the rewritten bundle's
 //! path (the stored state, and prestart/createRuntime hooks, name the real
@@ -87,7 +89,8 @@ pub fn prepare(bundle: &Path, state_dir: &Path) -> Result<Option<Plan>> {
     let copyup = bytes.windows(OPTION.len()).any(|w| w == OPTION.as_bytes());
     let hooks = crate::hooks::may_need_wrap(&bytes);
     let network = network_hook::may_need(&bytes);
-    if !copyup && !hooks && !network {
+    let checks = crate::confcheck::needs_parse(&bytes);
+    if !copyup && !hooks && !network && !checks {
         return Ok(None);
     }
     let bad = |reason: String| Error::Bundle {
@@ -95,7 +98,14 @@ pub fn prepare(bundle: &Path, state_dir: &Path) -> Result<Option<Plan>> {
         reason,
     };
     let mut spec: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| bad(format!("config.json is not valid JSON: {e}")))?;
+        .map_err(|e| bad(format!("config.json is not a valid OCI config: {e}")))?;
+    let mut devices_denied = false;
+    if checks {
+        let root = spec.pointer("/root/path").and_then(Value::as_str);
+        let rootfs = bundle.join(root.unwrap_or_default());
+        crate::confcheck::check_mounts(&spec, &rootfs).map_err(bad)?;
+        devices_denied = crate::confcheck::deny_devices_first(&mut spec);
+    }
     let dests = if copyup {
         strip(&mut spec).map_err(bad)?
     } else {
@@ -105,7 +115,7 @@ pub fn prepare(bundle: &Path, state_dir: &Path) -> Result<Option<Plan>> {
     // After the wrap: the network hook needs no state rewrite.
     let injected =
         network && network_hook::inject(&mut spec, &state_dir.join(network_hook::POLICY_FILE))?;
-    if dests.is_empty() && !wrapped && !injected {
+    if dests.is_empty() && !wrapped && !injected && !devices_denied {
         return Ok(None);
     }
     let root = spec

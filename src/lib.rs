@@ -14,6 +14,7 @@
 pub mod caps;
 pub mod cgroup;
 pub mod cli;
+pub mod confcheck;
 pub mod copyup;
 pub mod error;
 pub mod fnv;

@@ -20,14 +20,14 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let Some(command) = cli.command else {
-        eprintln!("sbx-oci: no command given; see `sbx-oci --help`");
+        eprintln!("sbx-oci: error: no command given; see `sbx-oci --help`");
         return ExitCode::from(2);
     };
     let g = &cli.global;
     let sink = match logging::init(g.log.as_deref(), g.log_format, g.debug) {
         Ok(sink) => sink,
         Err(err) => {
-            eprintln!("sbx-oci: {err}");
+            eprintln!("sbx-oci: error: {err}");
             return ExitCode::FAILURE;
         }
     };
@@ -38,7 +38,9 @@ fn main() -> ExitCode {
             if let Some(sink) = &sink {
                 sink.error(&msg);
             }
-            eprintln!("sbx-oci: {msg}");
+            // "error" in the line: test harnesses and tools grep for it, as
+            // runc and youki print it.
+            eprintln!("sbx-oci: error: {msg}");
             ExitCode::FAILURE
         }
     }

@@ -6,7 +6,7 @@ mod common;
 use std::sync::{Arc, Barrier};
 
 use common::Env;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[test]
 fn unknown_id() {
@@ -237,7 +237,7 @@ fn errors_reach_the_json_log() {
         msg.contains("root.path /nonexistent/rootfs does not exist"),
         "{msg}"
     );
-    assert_eq!(stderr.trim(), format!("sbx-oci: {msg}"));
+    assert_eq!(stderr.trim(), format!("sbx-oci: error: {msg}"));
     chrono_like(last["time"].as_str().unwrap());
     for line in text.lines() {
         let v: Value = serde_json::from_str(line).expect("every log line is JSON");
@@ -290,4 +290,79 @@ fn unknown_capability_is_refused() {
         "CAP_FLY",
     );
     env.assert_gone(&id);
+}
+
+/// Mounts into /proc are refused at create, as runc ≥ 1.2 refuses them
+/// (CVE-2019-16884, CVE-2025-52881: they defeat the protections of /proc),
+/// also when the path gets there through `..` or a symlink of the rootfs;
+/// /proc itself as procfs and lxcfs's files stay allowed. Nothing is left.
+#[test]
+fn mounts_into_proc_are_refused() {
+    let mut env = Env::new("procmount");
+    for (i, (dest, ty, want)) in [
+        ("/proc/self/attr", "tmpfs", "inside /proc (/proc/self/attr)"),
+        (
+            "/proc/sys/kernel",
+            "tmpfs",
+            "inside /proc (/proc/sys/kernel)",
+        ),
+        ("/tmp/../proc/sys", "tmpfs", "inside /proc (/proc/sys)"),
+        ("/proc", "tmpfs", "/proc must be mounted as type \"proc\""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = env.id(&format!("p{i}"));
+        let bundle = env.bundle_with(&id, &["true"], |c| {
+            let mounts = c["mounts"].as_array_mut().unwrap();
+            mounts.push(json!({"destination": dest, "type": ty, "source": ty}));
+        });
+        let err = env.fails(&["create", "--bundle", bundle.to_str().unwrap(), &id], want);
+        assert!(err.contains("mounts["), "{err}");
+        env.assert_gone(&id);
+    }
+    // lxcfs's files are fine.
+    let id = env.id("lxcfs");
+    let bundle = env.bundle_with(&id, &["cat", "/proc/meminfo"], |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/proc/meminfo", "type": "bind",
+            "source": "/proc/meminfo", "options": ["bind", "ro"]
+        }));
+    });
+    env.ok(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+    env.assert_gone(&id);
+}
+
+/// A config whose device cgroup does not start with a deny-all (or has
+/// none) gets one first, as runc puts it: otherwise the container's
+/// devices cgroup keeps its parent's allow-all (GHSA-g54h-m393-cpwq).
+#[test]
+fn the_device_cgroup_always_starts_from_deny_all() {
+    let mut env = Env::new("devices");
+    for (name, devices) in [
+        ("none", None),
+        (
+            "allow-null",
+            Some(json!([{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}])),
+        ),
+    ] {
+        let id = env.id(name);
+        let bundle = env.bundle_with(&id, &["sleep", "10"], |c| match &devices {
+            None => {
+                c["linux"]["resources"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("devices");
+            }
+            Some(d) => c["linux"]["resources"]["devices"] = d.clone(),
+        });
+        env.ok(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
+        let list = common::cgroup_file("devices", &id, "devices.list");
+        assert!(!list.contains("a *:* rwm"), "{name}: {list}");
+        // /dev/sda's class (block 8) is not there; the defaults are.
+        assert!(!list.contains("b 8:"), "{name}: {list}");
+        assert!(list.contains("c 1:3 rwm"), "{name}: {list}");
+        env.ok(&["delete", "--force", &id]);
+        env.assert_gone(&id);
+    }
 }

@@ -185,6 +185,10 @@ impl Env {
             1,
             "one line on stderr: {err:?}"
         );
+        assert!(
+            err.starts_with("sbx-oci: error: ") || err.starts_with("error: "),
+            "the line says \"error\": {err:?}"
+        );
         err
     }
 
