@@ -257,6 +257,18 @@ mod tests {
     }
 
     #[test]
+    fn the_configs_we_ship_and_write_cost_no_parse() {
+        for (name, bytes) in [
+            ("bundles/config.json", &include_bytes!("../bundles/config.json")[..]),
+            ("minimal", include_bytes!("../tests/golden/minimal.json")),
+            ("agent-egress", include_bytes!("../tests/golden/agent-egress.json")),
+            ("build", include_bytes!("../tests/golden/build.json")),
+        ] {
+            assert!(!needs_parse(bytes), "{name}");
+        }
+    }
+
+    #[test]
     fn mounts_into_proc_are_refused_but_procfs_and_lxcfs_files() {
         let root = std::env::temp_dir().join(format!("sbx-confcheck-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
