@@ -259,9 +259,15 @@ mod tests {
     #[test]
     fn the_configs_we_ship_and_write_cost_no_parse() {
         for (name, bytes) in [
-            ("bundles/config.json", &include_bytes!("../bundles/config.json")[..]),
+            (
+                "bundles/config.json",
+                &include_bytes!("../bundles/config.json")[..],
+            ),
             ("minimal", include_bytes!("../tests/golden/minimal.json")),
-            ("agent-egress", include_bytes!("../tests/golden/agent-egress.json")),
+            (
+                "agent-egress",
+                include_bytes!("../tests/golden/agent-egress.json"),
+            ),
             ("build", include_bytes!("../tests/golden/build.json")),
         ] {
             assert!(!needs_parse(bytes), "{name}");

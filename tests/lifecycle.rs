@@ -242,6 +242,47 @@ fn exec_and_ps() {
     env.assert_gone(&id);
 }
 
+/// `exec --cap CAP` gives the exec'd process the capability, also when it
+/// is not root (then only the ambient set survives its execve), and
+/// nothing else: it has exactly the config's capabilities plus it.
+#[test]
+fn exec_cap_adds_a_capability() {
+    let mut env = Env::new("execcap");
+    let id = env.id("c");
+    // All five sets, as `runc spec` writes them for a non-root user.
+    let bundle = env.bundle_with(&id, &["sleep", "60"], |c| {
+        let set = serde_json::json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+        for s in [
+            "bounding",
+            "effective",
+            "permitted",
+            "inheritable",
+            "ambient",
+        ] {
+            c["process"]["capabilities"][s] = set.clone();
+        }
+        c["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+    });
+    env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
+    let caps = |args: &[&str]| -> u64 {
+        let mut cmd = vec!["exec"];
+        cmd.extend_from_slice(args);
+        cmd.extend_from_slice(&[id.as_str(), "grep", "CapEff", "/proc/self/status"]);
+        let out = env.ok(&cmd);
+        u64::from_str_radix(out.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    const NET_RAW: u64 = 1 << 13;
+    const SYS_ADMIN: u64 = 1 << 21;
+    let plain = caps(&[]);
+    assert_eq!(plain & NET_RAW, 0, "{plain:x}");
+    let with = caps(&["--cap", "CAP_NET_RAW"]);
+    assert_eq!(with, plain | NET_RAW, "{with:x}");
+    let two = caps(&["--cap", "CAP_NET_RAW", "--cap", "sys_admin"]);
+    assert_eq!(two, plain | NET_RAW | SYS_ADMIN, "{two:x}");
+    env.ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+}
+
 /// pause freezes the container (a counter it writes stops advancing);
 /// resume thaws it.
 #[test]

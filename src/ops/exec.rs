@@ -207,21 +207,37 @@ fn process_from_args(config: &std::path::Path, args: &cli::Exec) -> Result<Proce
             .iter()
             .map(|c| parse_capability(c))
             .collect::<Result<Vec<_>>>()?;
-        let mut caps = process.capabilities().clone().unwrap_or_default();
+        // Added to every set, the process's own sets kept (a fresh
+        // LinuxCapabilities would bring oci-spec's default ambient set): a
+        // process that is not root keeps across its execve only what is in
+        // its ambient set, which needs the inheritable bit.
+        let mut caps = process.capabilities().clone().unwrap_or_else(|| {
+            let mut none = LinuxCapabilities::default();
+            let empty = || Some(Capabilities::new());
+            none.set_bounding(empty());
+            none.set_effective(empty());
+            none.set_permitted(empty());
+            none.set_inheritable(empty());
+            none.set_ambient(empty());
+            none
+        });
         let extend = |set: &Option<Capabilities>| {
             let mut set = set.clone().unwrap_or_default();
             set.extend(added.iter().copied());
             Some(set)
         };
-        let (b, e, p) = (
+        let (b, e, p, i, a) = (
             extend(caps.bounding()),
             extend(caps.effective()),
             extend(caps.permitted()),
+            extend(caps.inheritable()),
+            extend(caps.ambient()),
         );
-        caps = LinuxCapabilities::default();
         caps.set_bounding(b);
         caps.set_effective(e);
         caps.set_permitted(p);
+        caps.set_inheritable(i);
+        caps.set_ambient(a);
         process.set_capabilities(Some(caps));
     }
     Ok(process)
