@@ -18,8 +18,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::Env;
 use common::netns::{DnsServer, Upstream};
+use common::{Env, expect_probes as expect};
 use sbx_oci::uplink::link_name;
 use serde_json::Value;
 
@@ -55,23 +55,6 @@ fn resolve(label: &str, name: &str) -> String {
         "if getent ahostsv4 {name} >/dev/null 2>&1; then echo {label}=found; \
          else echo {label}=missing; fi; "
     )
-}
-
-fn results(out: &str) -> Vec<(String, String)> {
-    out.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(a, b)| (a.to_owned(), b.to_owned()))
-        .collect()
-}
-
-fn expect(out: &str, want: &[(&str, &str)]) {
-    let got = results(out);
-    for (k, v) in want {
-        assert!(
-            got.iter().any(|(a, b)| a == k && b == v),
-            "{k}={v} expected in:\n{out}"
-        );
-    }
 }
 
 /// A spec file: an allowlist with `allow`, resolver `dns`, short pins.

@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 
-use common::Env;
 use common::netns::Upstream;
+use common::{Env, expect_probes as expect};
 use sbx_oci::uplink::link_name;
 
 const SUBNET: u8 = 202;
@@ -66,24 +66,6 @@ fn run(env: &Env, id: &str, flags: &[&str], script: &str) -> String {
     args.extend_from_slice(flags);
     args.extend_from_slice(&["--", "sh", "-c", script]);
     env.ok(&args)
-}
-
-fn results(out: &str) -> Vec<(String, String)> {
-    out.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-fn expect(out: &str, want: &[(&str, &str)]) {
-    let got = results(out);
-    for (label, state) in want {
-        let seen = got
-            .iter()
-            .find(|(k, _)| k == label)
-            .map(|(_, v)| v.as_str());
-        assert_eq!(seen, Some(*state), "{label}: output was {out}");
-    }
 }
 
 /// The host's NAT table, as nft lists it ("" when there is none).

@@ -315,3 +315,24 @@ pub fn sandbox_run(env: &Env, args: &[&str]) -> (i32, String, String) {
 pub fn read_in(pid: i32, path: &str) -> Option<String> {
     fs::read_to_string(format!("/proc/{pid}/root{path}")).ok()
 }
+
+/// `label=state` lines of a probe script's output.
+pub fn probe_results(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Each `(label, state)` of `want` is what the probe script printed for
+/// that label (its first line of that label).
+pub fn expect_probes(out: &str, want: &[(&str, &str)]) {
+    let got = probe_results(out);
+    for (label, state) in want {
+        let seen = got
+            .iter()
+            .find(|(k, _)| k == label)
+            .map(|(_, v)| v.as_str());
+        assert_eq!(seen, Some(*state), "{label}: output was {out}");
+    }
+}
