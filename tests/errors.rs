@@ -366,3 +366,32 @@ fn the_device_cgroup_always_starts_from_deny_all() {
         env.assert_gone(&id);
     }
 }
+
+/// A rootfs whose /proc or /sys is a symbolic link is refused (libcontainer
+/// would mount there through the link), with a message that says so rather
+/// than "failed to prepare rootfs"; nothing is left.
+#[test]
+fn a_symlinked_proc_or_sys_is_named() {
+    let mut env = Env::new("symproc");
+    for dir in ["proc", "sys"] {
+        let rootfs = env.dir.join(format!("rootfs-{dir}"));
+        for d in ["proc", "sys", "dev", "tmp"] {
+            if d != dir {
+                std::fs::create_dir_all(rootfs.join(d)).unwrap();
+            }
+        }
+        std::os::unix::fs::symlink("/tmp", rootfs.join(dir)).unwrap();
+        let id = env.id(dir);
+        let bundle = env.bundle_with(&id, &["true"], |c| {
+            c["root"]["path"] = Value::from(rootfs.to_str().unwrap());
+        });
+        env.fails(
+            &["create", "--bundle", bundle.to_str().unwrap(), &id],
+            &format!(
+                "/{dir} must be mounted on an ordinary directory, but the rootfs's /{dir} is a \
+                 symbolic link (to /tmp)"
+            ),
+        );
+        env.assert_gone(&id);
+    }
+}

@@ -160,6 +160,25 @@ fn diagnose(bundle: &Path, id: &str, err: libcontainer::error::LibcontainerError
                 rootfs.display()
             ));
         }
+        // libcontainer refuses procfs and sysfs over a symlink (it could
+        // lead the mount out of the rootfs) as "failed to prepare rootfs".
+        for m in spec.mounts().iter().flatten() {
+            let ty = m.typ().as_deref().unwrap_or_default();
+            if ty != "proc" && ty != "sysfs" {
+                continue;
+            }
+            let dest = m.destination();
+            let at = rootfs.join(dest.strip_prefix("/").unwrap_or(dest));
+            if let Ok(target) = std::fs::read_link(&at) {
+                return bundle_error(format!(
+                    "{} must be mounted on an ordinary directory, but the rootfs's {} is a \
+                     symbolic link (to {}): make it a directory",
+                    dest.display(),
+                    dest.display(),
+                    target.display()
+                ));
+            }
+        }
     } else {
         return bundle_error("config.json has no root (root.path names the rootfs)".into());
     }
