@@ -395,3 +395,36 @@ fn a_symlinked_proc_or_sys_is_named() {
         env.assert_gone(&id);
     }
 }
+
+/// A capability the runtime itself does not hold (here dropped from its
+/// bounding set by setpriv) cannot be granted: `create` names it and says
+/// EPERM instead of libcontainer's "failed syscall"; nothing is left.
+#[test]
+fn a_capability_the_runtime_lacks_is_named() {
+    let mut env = Env::new("capmissing");
+    let id = env.id("c");
+    let bundle = env.bundle_with(&id, &["true"], |c| {
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(Value::from("CAP_NET_RAW"));
+        }
+    });
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-net_raw", "--"])
+        .arg(common::BIN)
+        .arg("--root")
+        .arg(&env.root)
+        .args(["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("CAP_NET_RAW cannot be granted") && err.contains("EPERM"),
+        "{err}"
+    );
+    env.assert_gone(&id);
+}

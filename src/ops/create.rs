@@ -185,6 +185,36 @@ fn diagnose(bundle: &Path, id: &str, err: libcontainer::error::LibcontainerError
     let Some(process) = spec.process() else {
         return bundle_error("config.json has no process to run".into());
     };
+    // A capability this runtime does not hold itself cannot be given: the
+    // kernel refuses it (EPERM), which libcontainer reports as "failed
+    // syscall".
+    if let Some(c) = process.capabilities() {
+        let sets = [
+            c.bounding(),
+            c.effective(),
+            c.permitted(),
+            c.inheritable(),
+            c.ambient(),
+        ];
+        for cap in sets.into_iter().flatten().flatten() {
+            let name = cap.to_string();
+            let name = if name.starts_with("CAP_") {
+                name
+            } else {
+                format!("CAP_{name}")
+            };
+            let Ok(parsed) = name.parse::<caps::Capability>() else {
+                continue;
+            };
+            if !caps::has_cap(None, caps::CapSet::Bounding, parsed).unwrap_or(true) {
+                return bundle_error(format!(
+                    "process.capabilities: {name} cannot be granted: this runtime's own \
+                     bounding set lacks it (Operation not permitted, EPERM); run sbx-oci with \
+                     it or remove it from the config"
+                ));
+            }
+        }
+    }
     // libcontainer's init and intermediate processes report these only as
     // "failed to prepare rootfs" and "intermediate process error EPERM".
     for m in spec.mounts().iter().flatten() {
