@@ -13,12 +13,14 @@
 //!   libcontainer only adds the config's rules and the default devices. A
 //!   deny-all is put first, as runc always does.
 //!
-//! Both are decided on the config's bytes first ([`needs_parse`]), so a
-//! config that needs neither (every config podman, containerd and `sandbox`
-//! write) costs no parse.
+//! Both are decided by [`inspect`], a parse of only the fields they need
+//! (serde skips the rest without building it); only a config that lacks
+//! the deny-all is parsed whole and rewritten. `sandbox` configs, whose
+//! mounts and devices sbx-oci writes itself from a validated spec, skip it.
 
 use std::path::{Component, Path, PathBuf};
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Files below /proc that may be mount destinations: those lxcfs emulates
@@ -38,125 +40,101 @@ const PROC_FILES: &[&str] = &[
     "/proc/sys/kernel/ns_last_pid",
 ];
 
-/// Whether the config may need [`check_mounts`] or [`deny_devices_first`]:
-/// a mount destination that mentions "proc" other than "/proc" itself, or a
-/// device cgroup list that does not visibly start with a deny-all.
-pub fn needs_parse(bytes: &[u8]) -> bool {
-    destinations(bytes).any(|(dest, mount)| match dest {
-        None => true,
-        Some(b"/proc") => !is_procfs(mount),
-        Some(d) => contains(d, b"proc"),
-    }) || !denies_all_first(bytes)
+/// The fields of a config these checks read; serde skips the others.
+#[derive(Deserialize)]
+struct Partial {
+    root: Option<PartialRoot>,
+    #[serde(default)]
+    mounts: Vec<PartialMount>,
+    linux: Option<PartialLinux>,
 }
 
-/// Whether a mount object's text (flat: its only nested value is the
-/// options list) says `"type": "proc"`.
-fn is_procfs(mount: &[u8]) -> bool {
-    let squeezed: Vec<u8> = mount
-        .iter()
-        .filter(|b| !b.is_ascii_whitespace())
-        .copied()
-        .collect();
-    contains(&squeezed, br#""type":"proc""#)
+#[derive(Deserialize)]
+struct PartialRoot {
+    path: PathBuf,
 }
 
-/// The string values of `"destination"` keys, roughly, with the text of
-/// the object around each (from the `{` before to the `}` after): `None`
-/// for a value this scan cannot read (an escape, or not a string), which
-/// then counts as suspect.
-fn destinations(bytes: &[u8]) -> impl Iterator<Item = (Option<&[u8]>, &[u8])> {
-    const KEY: &[u8] = b"\"destination\"";
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let key = at + find(&bytes[at..], KEY)?;
-        let start = key + KEY.len();
-        at = start;
-        let open = bytes[..key].iter().rposition(|b| *b == b'{').unwrap_or(0);
-        let close = bytes[start..]
-            .iter()
-            .position(|b| *b == b'}')
-            .map_or(bytes.len(), |p| start + p);
-        let mount = &bytes[open..close];
-        let rest = skip_ws(&bytes[start..]);
-        let Some(rest) = rest.strip_prefix(b":") else {
-            return Some((None, mount));
-        };
-        let Some(value) = skip_ws(rest).strip_prefix(b"\"") else {
-            return Some((None, mount));
-        };
-        let end = value.iter().position(|b| *b == b'"' || *b == b'\\');
-        Some(match end {
-            Some(e) if value[e] == b'"' => (Some(&value[..e]), mount),
-            _ => (None, mount),
-        })
+#[derive(Deserialize)]
+struct PartialMount {
+    destination: PathBuf,
+    #[serde(rename = "type")]
+    typ: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PartialLinux {
+    resources: Option<PartialResources>,
+}
+
+#[derive(Deserialize)]
+struct PartialResources {
+    devices: Option<Vec<Value>>,
+}
+
+/// What `create` must do about a config before libcontainer runs it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Inspection {
+    /// The device cgroup list does not start with a deny-all: the config
+    /// must be rewritten ([`deny_devices_first`]).
+    pub deny_devices: bool,
+}
+
+/// Checks the config.json `bytes` of the bundle `bundle`: a mount into
+/// /proc is an error that names it, a missing deny-all is reported for the
+/// caller to add. A config that does not parse is an error (it would not
+/// run either).
+pub fn inspect(bytes: &[u8], bundle: &Path) -> Result<Inspection, String> {
+    let p: Partial = serde_json::from_slice(bytes)
+        .map_err(|e| format!("config.json is not a valid OCI config: {e}"))?;
+    let rootfs = bundle.join(p.root.map(|r| r.path).unwrap_or_default());
+    for (i, m) in p.mounts.iter().enumerate() {
+        check_mount(i, &m.destination, m.typ.as_deref(), &rootfs)?;
+    }
+    let devices = p.linux.and_then(|l| l.resources).and_then(|r| r.devices);
+    let first = devices.as_deref().unwrap_or_default().first();
+    Ok(Inspection {
+        deny_devices: !first.is_some_and(is_deny_all),
     })
 }
 
-/// Whether the first `"devices"` key's list starts with a deny-all: the
-/// spellings runc, podman, containerd and serde_json write.
-fn denies_all_first(bytes: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"devices\"";
-    let Some(at) = find(bytes, KEY) else {
-        return false;
-    };
-    let squeezed: Vec<u8> = bytes[at + KEY.len()..]
-        .iter()
-        .filter(|b| !b.is_ascii_whitespace())
-        .take(48)
-        .copied()
-        .collect();
-    squeezed.starts_with(br#":[{"allow":false,"access":"rwm"}"#)
-        || squeezed.starts_with(br#":[{"access":"rwm","allow":false}"#)
+fn is_deny_all(d: &Value) -> bool {
+    d.get("allow") == Some(&Value::Bool(false))
+        && d.get("access").and_then(Value::as_str) == Some("rwm")
+        && d.get("type")
+            .and_then(Value::as_str)
+            .is_none_or(|t| t == "a")
+        && d.get("major").is_none_or(|m| m.is_null() || m == -1)
+        && d.get("minor").is_none_or(|m| m.is_null() || m == -1)
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    find(hay, needle).is_some()
-}
-
-fn skip_ws(b: &[u8]) -> &[u8] {
-    let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
-    &b[n..]
-}
-
-/// Refuses a mount into /proc; the error names the mount and says why.
-/// `rootfs` is where destinations are resolved (symlinks included).
-pub fn check_mounts(spec: &Value, rootfs: &Path) -> Result<(), String> {
-    let Some(mounts) = spec.get("mounts").and_then(Value::as_array) else {
+/// Refuses mount `i` when it lands in /proc: /proc itself only as procfs,
+/// below it only lxcfs's files. Its destination is resolved in `rootfs`,
+/// symlinks included.
+fn check_mount(i: usize, dest: &Path, typ: Option<&str>, rootfs: &Path) -> Result<(), String> {
+    let resolved = resolve_in_root(rootfs, dest);
+    let Ok(below) = resolved.strip_prefix("/proc") else {
         return Ok(());
     };
-    for (i, m) in mounts.iter().enumerate() {
-        let Some(dest) = m.get("destination").and_then(Value::as_str) else {
-            continue;
-        };
-        let resolved = resolve_in_root(rootfs, Path::new(dest));
-        let Ok(below) = resolved.strip_prefix("/proc") else {
-            continue;
-        };
-        let what = format!("mounts[{i}] ({dest:?})");
-        if below.as_os_str().is_empty() {
-            let ty = m.get("type").and_then(Value::as_str).unwrap_or_default();
-            if ty != "proc" {
-                return Err(format!(
-                    "{what}: /proc must be mounted as type \"proc\", not {:?}",
-                    if ty.is_empty() { "bind" } else { ty }
-                ));
-            }
-            continue;
-        }
-        if !PROC_FILES.iter().any(|f| Path::new(f) == resolved) {
+    let what = format!("mounts[{i}] ({:?})", dest.display().to_string());
+    if below.as_os_str().is_empty() {
+        let ty = typ.unwrap_or_default();
+        if ty != "proc" {
             return Err(format!(
-                "{what}: a mount inside /proc ({}) is refused: it would defeat the kernel's and \
-                 the runtime's protections of /proc (only /proc itself, and lxcfs's files such \
-                 as /proc/meminfo, may be mount points)",
-                resolved.display()
+                "{what}: /proc must be mounted as type \"proc\", not {:?}",
+                if ty.is_empty() { "bind" } else { ty }
             ));
         }
+        return Ok(());
     }
-    Ok(())
+    if PROC_FILES.iter().any(|f| Path::new(f) == resolved) {
+        return Ok(());
+    }
+    Err(format!(
+        "{what}: a mount inside /proc ({}) is refused: it would defeat the kernel's and the \
+         runtime's protections of /proc (only /proc itself, and lxcfs's files such as \
+         /proc/meminfo, may be mount points)",
+        resolved.display()
+    ))
 }
 
 /// Where `dest` lands in `rootfs`, as an absolute path inside it: `.` and
@@ -204,15 +182,6 @@ pub fn resolve_in_root(rootfs: &Path, dest: &Path) -> PathBuf {
 /// Puts a deny-all first in `linux.resources.devices` unless it is there;
 /// returns whether the config changed.
 pub fn deny_devices_first(spec: &mut Value) -> bool {
-    let deny_all = |d: &Value| {
-        d.get("allow") == Some(&Value::Bool(false))
-            && d.get("access").and_then(Value::as_str) == Some("rwm")
-            && d.get("type")
-                .and_then(Value::as_str)
-                .is_none_or(|t| t == "a")
-            && d.get("major").is_none_or(|m| m.is_null() || m == -1)
-            && d.get("minor").is_none_or(|m| m.is_null() || m == -1)
-    };
     let Some(linux) = spec.get_mut("linux").and_then(Value::as_object_mut) else {
         return false; // not a Linux container: libcontainer refuses it
     };
@@ -224,7 +193,7 @@ pub fn deny_devices_first(spec: &mut Value) -> bool {
     let Some(list) = devices.as_array_mut() else {
         return false;
     };
-    if list.first().is_some_and(deny_all) {
+    if list.first().is_some_and(is_deny_all) {
         return false;
     }
     list.insert(0, json!({"allow": false, "access": "rwm"}));
@@ -235,43 +204,51 @@ pub fn deny_devices_first(spec: &mut Value) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_byte_scan_lets_usual_configs_through_unparsed() {
-        let usual =
-            br#"{"linux": {"resources": {"devices": [{ "allow": false, "access": "rwm" }]}},
-            "mounts": [{"destination": "/proc", "type": "proc"}, {"destination": "/dev"}]}"#;
-        assert!(!needs_parse(usual));
-        let serde = br#"{"linux":{"resources":{"devices":[{"access":"rwm","allow":false}]}},
-            "mounts":[{"destination":"/proc","type":"proc"}]}"#;
-        assert!(!needs_parse(serde));
-        for suspect in [
-            &br#"{"linux":{"resources":{"devices":[{"access":"rwm","allow":false}]}},"mounts":[{"destination":"/proc/self/attr"}]}"#[..],
-            br#"{"linux":{"resources":{"devices":[{"access":"rwm","allow":false}]}},"mounts":[{"destination":"/x/../proc/sys"}]}"#,
-            br#"{"linux":{"resources":{"devices":[{"access":"rwm","allow":false}]}},"mounts":[{"destination":"/\u0070roc/sys"}]}"#,
-            br#"{"linux":{"resources":{}},"mounts":[]}"#,
-            br#"{"linux":{"resources":{"devices":[{"allow":true,"access":"rwm"}]}}}"#,
-            br#"{"linux":{"resources":{"devices":[{"access":"rwm","allow":false}]}},"mounts":[{"destination":"/proc","type":"proc"},{"type":"tmpfs","destination":"/proc"}]}"#,
-        ] {
-            assert!(needs_parse(suspect), "{}", String::from_utf8_lossy(suspect));
-        }
+    fn inspect_json(mut v: Value, root: &Path) -> Result<Inspection, String> {
+        v["root"] = json!({ "path": root });
+        inspect(&serde_json::to_vec(&v).unwrap(), Path::new("/"))
     }
 
     #[test]
-    fn the_configs_we_ship_and_write_cost_no_parse() {
+    fn the_configs_we_ship_and_write_need_no_rewrite() {
+        let golden = |text: &str| {
+            let v: Value = serde_json::from_str(text).unwrap();
+            serde_json::to_vec(&v["config"]).unwrap()
+        };
         for (name, bytes) in [
             (
                 "bundles/config.json",
-                &include_bytes!("../bundles/config.json")[..],
+                include_bytes!("../bundles/config.json").to_vec(),
             ),
-            ("minimal", include_bytes!("../tests/golden/minimal.json")),
+            (
+                "minimal",
+                golden(include_str!("../tests/golden/minimal.json")),
+            ),
             (
                 "agent-egress",
-                include_bytes!("../tests/golden/agent-egress.json"),
+                golden(include_str!("../tests/golden/agent-egress.json")),
             ),
-            ("build", include_bytes!("../tests/golden/build.json")),
         ] {
-            assert!(!needs_parse(bytes), "{name}");
+            let got = inspect(&bytes, Path::new("/nonexistent"));
+            assert_eq!(
+                got,
+                Ok(Inspection {
+                    deny_devices: false
+                }),
+                "{name}"
+            );
         }
+        for config in [
+            json!({"linux": {}}),
+            json!({"linux": {"resources": {"devices": [{"allow": true, "access": "rwm"}]}}}),
+            // A decoy elsewhere does not count.
+            json!({"devices": [{"allow": false, "access": "rwm"}], "linux": {}}),
+        ] {
+            let got = inspect_json(config, Path::new("/nonexistent"));
+            assert_eq!(got, Ok(Inspection { deny_devices: true }));
+        }
+        let err = inspect(b"{ not json", Path::new("/")).unwrap_err();
+        assert!(err.contains("not a valid OCI config"), "{err}");
     }
 
     #[test]
@@ -289,7 +266,7 @@ mod tests {
             ("/sys", "sysfs"),
             ("/procfoo", "tmpfs"),
         ] {
-            assert_eq!(check_mounts(&spec(dest, ty), &root), Ok(()), "{dest}");
+            assert!(inspect_json(spec(dest, ty), &root).is_ok(), "{dest}");
         }
         for (dest, ty, want) in [
             ("/proc", "tmpfs", "must be mounted as type \"proc\""),
@@ -312,7 +289,7 @@ mod tests {
                 "inside /proc (/proc/sysrq-trigger)",
             ),
         ] {
-            let err = check_mounts(&spec(dest, ty), &root).unwrap_err();
+            let err = inspect_json(spec(dest, ty), &root).unwrap_err();
             assert!(err.contains(want), "{dest}: {err}");
             assert!(err.starts_with("mounts[0]"), "{err}");
         }

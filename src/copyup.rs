@@ -78,9 +78,11 @@ impl Plan {
 /// bundle's config.json neither uses tmpcopyup nor has prestart or
 /// createRuntime hooks (which `hooks::wrap_for_state` rewrites into the same
 /// shadow config) nor network annotations (`network::inject`,
-/// which writes the policy into `state_dir`); otherwise writes the rewritten
-/// config into `state_dir/@bundle` and returns the plan.
-pub fn prepare(bundle: &Path, state_dir: &Path) -> Result<Option<Plan>> {
+/// which writes the policy into `state_dir`) nor, with `checks`, lacks the
+/// device cgroup's deny-all; otherwise writes the rewritten config into
+/// `state_dir/@bundle` and returns the plan. With `checks`, a config that
+/// mounts into /proc is refused (`confcheck`).
+pub fn prepare(bundle: &Path, state_dir: &Path, checks: bool) -> Result<Option<Plan>> {
     use crate::network as network_hook;
     let shadow = &state_dir.join("@bundle");
     let path = bundle.join("config.json");
@@ -89,23 +91,20 @@ pub fn prepare(bundle: &Path, state_dir: &Path) -> Result<Option<Plan>> {
     let copyup = bytes.windows(OPTION.len()).any(|w| w == OPTION.as_bytes());
     let hooks = crate::hooks::may_need_wrap(&bytes);
     let network = network_hook::may_need(&bytes);
-    let checks = crate::confcheck::needs_parse(&bytes);
-    if !copyup && !hooks && !network && !checks {
-        return Ok(None);
-    }
     let bad = |reason: String| Error::Bundle {
         path: bundle.to_owned(),
         reason,
     };
+    let deny_devices = checks
+        && crate::confcheck::inspect(&bytes, bundle)
+            .map_err(bad)?
+            .deny_devices;
+    if !copyup && !hooks && !network && !deny_devices {
+        return Ok(None);
+    }
     let mut spec: Value = serde_json::from_slice(&bytes)
         .map_err(|e| bad(format!("config.json is not a valid OCI config: {e}")))?;
-    let mut devices_denied = false;
-    if checks {
-        let root = spec.pointer("/root/path").and_then(Value::as_str);
-        let rootfs = bundle.join(root.unwrap_or_default());
-        crate::confcheck::check_mounts(&spec, &rootfs).map_err(bad)?;
-        devices_denied = crate::confcheck::deny_devices_first(&mut spec);
-    }
+    let devices_denied = deny_devices && crate::confcheck::deny_devices_first(&mut spec);
     let dests = if copyup {
         strip(&mut spec).map_err(bad)?
     } else {

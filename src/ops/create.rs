@@ -32,12 +32,22 @@ pub fn create(ctx: &Context, args: &cli::Create, foreground: bool) -> Result<Con
     // Claiming first makes a concurrent create of the same id fail here, before
     // any work, and is released (with whatever is below it) on every error.
     let claim = ctx.store.claim(&args.container_id)?;
-    create_claimed(ctx, claim, &bundle, args, foreground, Workload::Command)
+    create_claimed(
+        ctx,
+        claim,
+        &bundle,
+        args,
+        foreground,
+        Workload::Command,
+        true,
+    )
 }
 
 /// Creates the container for an id already claimed, from `bundle` (absolute).
 /// The caller made sure, before any side effect, that this process runs from
-/// the protected binary (`selfexe::ensure_protected`).
+/// the protected binary (`selfexe::ensure_protected`). `checks`: the config
+/// is a foreign bundle's, checked and fixed by `confcheck` (a sandbox's is
+/// sbx-oci's own, written from a validated spec).
 pub fn create_claimed(
     ctx: &Context,
     claim: Claim,
@@ -45,12 +55,13 @@ pub fn create_claimed(
     args: &cli::Create,
     foreground: bool,
     workload: Workload,
+    checks: bool,
 ) -> Result<Container> {
     let id = args.container_id.as_str();
     let bundle = bundle.to_owned();
     // Only a config using runc's tmpcopyup, hooks or network annotations is
     // rewritten (see `copyup`).
-    let copyup = copyup::prepare(&bundle, &ctx.store.dir(id))?;
+    let copyup = copyup::prepare(&bundle, &ctx.store.dir(id), checks)?;
     let lib_bundle = copyup
         .as_ref()
         .map_or(bundle.as_path(), |p| p.shadow_bundle());

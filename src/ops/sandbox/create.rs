@@ -28,7 +28,7 @@ pub fn create(ctx: &Context, args: &cli::SandboxCreate) -> Result<()> {
         container_id: id.to_owned(),
         ..Default::default()
     };
-    let mut container = create_claimed(ctx, claim, &bundle, &create, false, Workload::Idle)?;
+    let mut container = create_claimed(ctx, claim, &bundle, &create, false, Workload::Idle, false)?;
     container.start().map_err(|e| {
         let _ = container.delete(true);
         let _ = ctx.store.remove(id);

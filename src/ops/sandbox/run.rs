@@ -54,7 +54,8 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
         container_id: id.clone(),
         ..Default::default()
     };
-    let mut container = create_claimed(ctx, claim, &bundle, &create, true, Workload::Command)?;
+    let mut container =
+        create_claimed(ctx, claim, &bundle, &create, true, Workload::Command, false)?;
     // `delete --force`'s removal: poststop hooks as warnings, a networked
     // sandbox's teardown in-process.
     let cleanup = |container: &mut libcontainer::container::Container| {
