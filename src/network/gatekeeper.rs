@@ -277,6 +277,9 @@ fn detach_fds(keep: &[RawFd]) {
 /// from this process (they stay in the page cache), so that only what the
 /// gatekeeper itself runs is faulted back in.
 fn forget_inherited_pages() {
+    // The hook's heap, freed before the fork, goes back too.
+    // SAFETY: malloc_trim only returns free memory of this process.
+    unsafe { libc::malloc_trim(0) };
     let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
         return;
     };
