@@ -577,9 +577,9 @@ fn kill_9_of_every_sbx_oci_process_leaves_no_gatekeeper() {
     let env = Env::new("dnskill");
     let spec = spec(&env, &[format!("svc.x.test:{PORT}")], up.v4(2), "");
 
-    // A running `sandbox run` whose runtime is killed: the sandbox lives on
-    // (and its gatekeeper with it) until `delete --force` kills its init;
-    // then the gatekeeper exits too.
+    // A `sandbox run` whose runtime is killed, at whatever point it had
+    // reached (its state file may be cut short): `delete --force` removes
+    // the sandbox, and its gatekeeper exits with the init.
     let id = env.id("run");
     let mut child = env
         .command(&[
@@ -610,7 +610,8 @@ fn kill_9_of_every_sbx_oci_process_leaves_no_gatekeeper() {
         kill9(*pid);
     }
     let _ = child.wait();
-    assert_eq!(gatekeepers(&env.root).len(), 1, "the sandbox still runs");
+    // Killed before its exec, the init was one of them and the sandbox is
+    // gone already; otherwise it runs on. Either way:
     env.ok(&["delete", "--force", &id]);
     wait_no_gatekeeper(&env.root, "after kill -9 of the runtime and delete --force");
     assert_nothing_left(&env, &id);

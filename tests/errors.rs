@@ -428,3 +428,29 @@ fn a_capability_the_runtime_lacks_is_named() {
     );
     env.assert_gone(&id);
 }
+
+/// libcontainer rewrites state.json in place; a runtime killed in between
+/// leaves it empty. `delete --force` still removes the container: its
+/// processes (found through the cgroup libcontainer saved beside the
+/// state) killed, the cgroup and the directory gone. Without --force the
+/// error says what is wrong.
+#[test]
+fn delete_force_removes_a_container_whose_state_was_cut_short() {
+    let mut env = Env::new("cutstate");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["sleep", "60"]);
+    env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
+    let pid = env.pid(&id);
+    let state = env.root.join(&id).join(&id).join("state.json");
+    assert!(state.exists(), "{}", state.display());
+    std::fs::write(&state, "").unwrap();
+    env.fails(&["delete", &id], "state");
+    env.ok(&["delete", "--force", &id]);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the container's process {pid} survived"
+    );
+    env.assert_gone(&id);
+}

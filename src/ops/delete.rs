@@ -20,6 +20,10 @@ pub fn delete(ctx: &Context, args: &cli::Delete) -> Result<()> {
             }
             return ctx.store.remove(id);
         }
+        // A state file cut short: libcontainer rewrites it in place, and a
+        // runtime killed meanwhile leaves it empty. --force still removes
+        // the container, from what libcontainer saved beside it.
+        Err(err) if args.force => return remove_unreadable(ctx, id, err),
         Err(err) => return Err(err),
     };
     if container.status() != ContainerStatus::Stopped && !args.force {
@@ -30,6 +34,53 @@ pub fn delete(ctx: &Context, args: &cli::Delete) -> Result<()> {
         ));
     }
     delete_loaded(&mut container, args.force)?;
+    ctx.store.remove(id)
+}
+
+/// `delete --force` of a container whose state cannot be read: every
+/// process of its cgroup (named in libcontainer's saved config) killed and
+/// reaped, the cgroup removed, its network's host side taken down, its
+/// directory removed. `err` is the load's error, returned when even the
+/// saved config is unreadable (nothing is removed then).
+fn remove_unreadable(ctx: &Context, id: &str, err: Error) -> Result<()> {
+    use libcgroups::common::{CgroupConfig, CgroupManager, create_cgroup_manager};
+    let Ok(config) = libcontainer::config::YoukiConfig::load(ctx.store.container_dir(id)) else {
+        return Err(err);
+    };
+    let manager = create_cgroup_manager(CgroupConfig {
+        cgroup_path: config.cgroup_path,
+        systemd_cgroup: ctx.systemd_cgroup,
+        container_name: id.to_owned(),
+    })
+    .map_err(|e| Error::Cgroup {
+        id: id.to_owned(),
+        message: crate::error::chain(&e),
+    })?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let pids = manager.get_all_pids().unwrap_or_default();
+        if pids.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Cgroup {
+                id: id.to_owned(),
+                message: format!("processes {pids:?} did not die on SIGKILL within 5 s"),
+            });
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    manager.remove().map_err(|e| Error::Cgroup {
+        id: id.to_owned(),
+        message: format!("cannot remove the cgroup: {}", crate::error::chain(&e)),
+    })?;
+    if let Err(e) = crate::uplink::detach_and_sweep(id) {
+        tracing::warn!("cannot remove the network leftovers of {id:?}: {e}");
+    }
+    tracing::warn!("{id}: unreadable state ({err}); removed from its saved config");
     ctx.store.remove(id)
 }
 
