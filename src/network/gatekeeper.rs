@@ -545,7 +545,8 @@ impl Gate {
                     return Some(gate::servfail(&pending));
                 };
                 for a in &blocked {
-                    self.deny(&name, &format!("address {a}"), "blocked address");
+                    let why = format!("answer held {a}, a link-local or metadata address");
+                    self.deny(&name, &pending.qtype(), &why);
                 }
                 let mut classes: Vec<usize> = matched
                     .iter()
