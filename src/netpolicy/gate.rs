@@ -224,7 +224,14 @@ pub fn query<T>(
             denied: malformed(name, type_text(qtype)),
         };
     }
-    let matched = names.lookup(&name);
+    // hickory writes a label's dot or odd byte escaped ("a\\.pypi.org" is
+    // two labels): no allowlist name has one, and splitting such a name at
+    // its dots would make it look like a name it is not.
+    let matched = if name.contains('\\') {
+        Vec::new()
+    } else {
+        names.lookup(&name)
+    };
     let would_deny = matched.is_empty().then(|| Denied {
         name: name.clone(),
         qtype: type_text(qtype),
@@ -604,6 +611,18 @@ mod tests {
             assert_eq!((d.name.as_str(), d.reason), (name, DenyReason::Unlisted));
             assert_eq!(d.qtype, t.to_string());
         }
+    }
+
+    #[test]
+    fn a_label_with_a_dot_is_not_the_name_it_spells() {
+        let set = names(&["*.pypi.org", "a.pypi.org"]);
+        let cfg = GateConfig::default();
+        let mut m = Message::new(9, MessageType::Query, OpCode::Query);
+        let tricky = Name::from_labels(vec![&b"a.pypi"[..], &b"org"[..]]).unwrap();
+        m.add_query(Query::query(tricky, RecordType::A));
+        let (reply, denied) = reply_of(query(&m.to_vec().unwrap(), &set, &cfg, Transport::Udp));
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(denied.unwrap().reason, DenyReason::Unlisted);
     }
 
     #[test]
