@@ -241,7 +241,8 @@ pub fn host_resolvers() -> Vec<IpAddr> {
 /// they name none. Every entry is checked here, so a bad one is refused
 /// before anything is created. `allow` or `dns` without a mode means
 /// allowlist; without `dns`, the host's resolv.conf nameservers are used
-/// (a loopback one is an error: set `dns` then, `""` for none).
+/// (the gatekeeper asks them from the host's namespace, so a loopback stub
+/// resolver works; `""` for none).
 pub fn from_annotations(ann: &BTreeMap<String, String>) -> Result<Option<(Mode, PolicyFile)>> {
     let ours: Vec<(&String, &String)> = ann.iter().filter(|(k, _)| k.starts_with(PREFIX)).collect();
     if ours.is_empty() {

@@ -105,12 +105,12 @@ pub fn wait_gone(state_dir: &Path, timeout: Duration) {
 /// from then on are queued by the kernel until it reads them).
 pub fn start(ns: &File, pid: i32, file: &PolicyFile, policy: &Path) -> Result<()> {
     let pidfd = pidfd_open(pid)?;
-    let opened = std::thread::scope(|s| {
+    let (opened, nl) = std::thread::scope(|s| {
         s.spawn(|| open_inside(ns))
             .join()
             .unwrap_or_else(|_| Err(Error::NetworkPolicy("the thread panicked".into())))
     })?;
-    let gate = Gate::new(file, opened.ipv6, audit_file(policy))?;
+    let gate = Gate::new(file, opened.ipv6, nl, audit_file(policy))?;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::io("cannot start the DNS gatekeeper (pipe)", e.into()))?;
     // SAFETY: this process has one thread (the one above was joined), so
@@ -170,7 +170,6 @@ fn pidfd_open(pid: i32) -> Result<OwnedFd> {
 struct Opened {
     udp: Vec<UdpSocket>,
     tcp: Vec<TcpListener>,
-    nl: Netlink,
     /// The namespace has a route to the IPv6 internet: AAAA answers are
     /// useful to its programs.
     ipv6: bool,
@@ -178,7 +177,7 @@ struct Opened {
 
 /// From a thread inside the sandbox's namespace: loopback up, the
 /// listening sockets, the netfilter socket pins go through.
-fn open_inside(ns: &File) -> Result<Opened> {
+fn open_inside(ns: &File) -> Result<(Opened, Netlink)> {
     nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
         Error::io(
             "cannot enter the sandbox's network namespace for its DNS gatekeeper",
@@ -213,12 +212,7 @@ fn open_inside(ns: &File) -> Result<Opened> {
     let ipv6 = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))
         .and_then(|s| s.connect((Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), 53)))
         .is_ok();
-    Ok(Opened {
-        udp,
-        tcp,
-        nl: Netlink::open()?,
-        ipv6,
-    })
+    Ok((Opened { udp, tcp, ipv6 }, Netlink::open()?))
 }
 
 /// The child: detaches from the hook's session and descriptors, then
@@ -228,7 +222,7 @@ fn child(opened: Opened, pidfd: OwnedFd, gate: Gate, ready: OwnedFd) -> i32 {
     let name = std::ffi::CString::new(COMM).unwrap_or_default();
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
-    let mut keep: Vec<RawFd> = vec![pidfd.as_raw_fd(), opened.nl.as_raw_fd(), ready.as_raw_fd()];
+    let mut keep: Vec<RawFd> = vec![pidfd.as_raw_fd(), gate.nl.as_raw_fd(), ready.as_raw_fd()];
     keep.extend(opened.udp.iter().map(|s| s.as_raw_fd()));
     keep.extend(opened.tcp.iter().map(|s| s.as_raw_fd()));
     detach_fds(&keep);
@@ -336,7 +330,8 @@ struct Gate {
     limits: Gatekeeper,
     upstreams: Vec<SocketAddr>,
     audit_path: PathBuf,
-    nl: RefCell<Option<Netlink>>,
+    /// A netfilter socket in the sandbox's namespace, for pins.
+    nl: Netlink,
     /// (name class, address) → when the kernel's element expires.
     pins: RefCell<HashMap<(usize, IpAddr), Instant>>,
     names_seen: RefCell<HashSet<String>>,
@@ -348,7 +343,7 @@ struct Gate {
 }
 
 impl Gate {
-    fn new(file: &PolicyFile, ipv6: bool, audit_path: PathBuf) -> Result<Gate> {
+    fn new(file: &PolicyFile, ipv6: bool, nl: Netlink, audit_path: PathBuf) -> Result<Gate> {
         let entries = file.entries()?;
         let classes = name_classes(&entries)?;
         let mut patterns = Vec::new();
@@ -378,7 +373,7 @@ impl Gate {
             limits: g.clone(),
             upstreams: file.dns.iter().map(|a| SocketAddr::new(*a, 53)).collect(),
             audit_path,
-            nl: RefCell::new(None),
+            nl,
             pins: RefCell::default(),
             names_seen: RefCell::default(),
             bucket: RefCell::new(Bucket::new(g.queries_per_s)),
@@ -395,7 +390,6 @@ impl Gate {
 
 async fn serve(opened: Opened, pidfd: OwnedFd, gate: Gate) -> i32 {
     let gate = Rc::new(gate);
-    *gate.nl.borrow_mut() = Some(opened.nl);
     for s in opened.udp {
         let Ok(sock) = tokio::net::UdpSocket::from_std(s) else {
             return 1;
@@ -601,7 +595,8 @@ impl Gate {
         let now = Instant::now();
         let mut pins = self.pins.borrow_mut();
         pins.retain(|_, until| *until > now);
-        let mut batch = Vec::new();
+        // Each pin with the class whose set it goes in.
+        let mut batch: Vec<(usize, nft::Pin)> = Vec::new();
         let mut added = 0;
         for class in classes {
             let (p4, p6) = pin_sets(*class);
@@ -617,14 +612,17 @@ impl Gate {
                 if known.is_none() {
                     added += 1;
                 }
-                batch.push(nft::Pin {
-                    set: if addr.is_ipv4() { p4 } else { p6 },
-                    addr: *addr,
-                    timeout_ms: u64::from(*secs) * 1000,
-                    // Well before its expiry the element is surely there;
-                    // close to it, the kernel may have removed it already.
-                    replace: known.is_some_and(|k| k > now + Duration::from_secs(1)),
-                });
+                batch.push((
+                    *class,
+                    nft::Pin {
+                        set: if addr.is_ipv4() { p4 } else { p6 },
+                        addr: *addr,
+                        timeout_ms: u64::from(*secs) * 1000,
+                        // Well before its expiry the element is surely
+                        // there; close to it, the kernel may have removed it.
+                        replace: known.is_some_and(|k| k > now + Duration::from_secs(1)),
+                    },
+                ));
             }
         }
         if pins.len() + added > self.limits.max_addresses as usize {
@@ -633,27 +631,16 @@ impl Gate {
         if batch.is_empty() {
             return Ok(());
         }
-        let nl = self.nl.borrow();
-        let Some(nl) = nl.as_ref() else {
-            return Err("no netfilter socket".into());
-        };
-        let mut result = nl.pin(TABLE, &batch);
-        if result.is_err() && batch.iter().any(|p| p.replace) {
+        let mut elements: Vec<nft::Pin> = batch.iter().map(|(_, p)| p.clone()).collect();
+        let mut result = self.nl.pin(TABLE, &elements);
+        if result.is_err() && elements.iter().any(|p| p.replace) {
             // An element expired between our look and the kernel's.
-            batch.iter_mut().for_each(|p| p.replace = false);
-            result = nl.pin(TABLE, &batch);
+            elements.iter_mut().for_each(|p| p.replace = false);
+            result = self.nl.pin(TABLE, &elements);
         }
         result.map_err(|e| format!("pinning failed: {e}"))?;
-        for p in &batch {
-            let class = classes
-                .iter()
-                .copied()
-                .find(|c| {
-                    let (p4, p6) = pin_sets(*c);
-                    p.set == p4 || p.set == p6
-                })
-                .unwrap_or(0);
-            pins.insert((class, p.addr), now + Duration::from_millis(p.timeout_ms));
+        for (class, p) in &batch {
+            pins.insert((*class, p.addr), now + Duration::from_millis(p.timeout_ms));
         }
         let mut audit = self.audit.borrow_mut();
         audit.pinned = pins.len();

@@ -11,11 +11,12 @@
 //! ([`POLICY_FILE`]) and adds, first among the prestart hooks, this binary
 //! at its host path with `hook network --policy FILE`. libcontainer runs it
 //! once the container's namespaces exist and before the user's process
-//! runs; it reads the OCI state (the init's pid) on stdin, resolves names
-//! in the host's namespace through the host's resolvers, compiles the
-//! policy and installs it in `/proc/<pid>/ns/net` in one nftables
-//! transaction. Any failure exits non-zero with one line on stderr, and
-//! libcontainer then fails `create` and removes the container: fail closed.
+//! runs; it reads the OCI state (the init's pid) on stdin, compiles the
+//! policy, installs it in `/proc/<pid>/ns/net` in one nftables transaction
+//! and starts the container's DNS gatekeeper ([`gatekeeper`]), which pins
+//! the addresses of listed names as it answers them. Any failure exits
+//! non-zero with one line on stderr, and libcontainer then fails `create`
+//! and removes the container: fail closed.
 //!
 //! Modes, in a namespace the client made (a `path`): `full` needs nothing,
 //! `none` installs an empty allowlist (loopback only), `allowlist` installs
