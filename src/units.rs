@@ -52,8 +52,17 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration> {
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(bad());
     }
+    // Deadlines are instants this far ahead: far more would overflow them
+    // (and Duration itself), and means no limit, which is "0".
+    if secs > MAX_DURATION_SECS {
+        return Err(Error::InvalidArgument(format!(
+            "{flag} {text:?}: at most a year (31536000s); 0 means no limit"
+        )));
+    }
     Ok(Duration::from_secs_f64(secs))
 }
+
+const MAX_DURATION_SECS: f64 = 365.0 * 86400.0;
 
 /// `UID` or `UID:GID` (numbers; the gid defaults to the uid), as `--user`.
 pub fn parse_user(text: &str) -> Result<(u32, u32)> {
@@ -106,7 +115,17 @@ mod tests {
         assert_eq!(d("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(d("2").unwrap(), Duration::from_secs(2));
         assert_eq!(d("1m").unwrap(), Duration::from_secs(60));
-        for bad in ["", "0s", "fast", "5x", "-1s"] {
+        assert_eq!(d("8760h").unwrap(), Duration::from_secs(31_536_000));
+        // Found by the sandbox_spec fuzz target: Duration overflowed.
+        for bad in [
+            "",
+            "0s",
+            "fast",
+            "5x",
+            "-1s",
+            "4444444444444444444444444444",
+            "8761h",
+        ] {
             let err = d(bad).unwrap_err().to_string();
             assert!(err.starts_with("--timeout"), "{bad}: {err}");
         }
