@@ -20,21 +20,64 @@ pub struct Cgroup {
 
 impl Cgroup {
     pub fn of(container: &Container) -> Result<Self> {
-        let id = container.id().to_owned();
+        let id = container.id();
         let config = container
             .spec()
-            .map_err(|e| Error::container("read config of", &id, e))?;
-        let path = config.cgroup_path.clone();
+            .map_err(|e| Error::container("read config of", id, e))?;
+        Self::at(id, config.cgroup_path, container.systemd())
+    }
+
+    /// The cgroup at `path` (a cgroupsPath as libcontainer saved it) of
+    /// container `id`.
+    pub fn at(id: &str, path: std::path::PathBuf, systemd: bool) -> Result<Self> {
         let manager = create_cgroup_manager(CgroupConfig {
-            cgroup_path: config.cgroup_path,
-            systemd_cgroup: container.systemd(),
-            container_name: id.clone(),
+            cgroup_path: path.clone(),
+            systemd_cgroup: systemd,
+            container_name: id.to_owned(),
         })
         .map_err(|e| Error::Cgroup {
-            id: id.clone(),
+            id: id.to_owned(),
             message: crate::error::chain(&e),
         })?;
-        Ok(Cgroup { id, path, manager })
+        Ok(Cgroup {
+            id: id.to_owned(),
+            path,
+            manager,
+        })
+    }
+
+    /// SIGKILL to every process in the cgroup, thawed first (a frozen v1
+    /// task does not die), until it is empty: within 5 s or an error. A
+    /// cgroup that does not exist (yet) is empty.
+    pub fn kill_all(&self) -> Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut thawed = false;
+        loop {
+            let pids = self.manager.get_all_pids().unwrap_or_default();
+            if pids.is_empty() {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Cgroup {
+                    id: self.id.clone(),
+                    message: format!("processes {pids:?} did not die on SIGKILL within 5 s"),
+                });
+            }
+            if !thawed {
+                let _ = self.manager.freeze(FreezerState::Thawed);
+                thawed = true;
+            }
+            for pid in pids {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    pub fn remove(&self) -> Result<()> {
+        self.manager
+            .remove()
+            .map_err(|e| self.err("cannot remove the cgroup", e))
     }
 
     fn err(&self, what: &str, e: impl std::error::Error + 'static) -> Error {

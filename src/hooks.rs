@@ -49,38 +49,60 @@ pub struct Taken {
     stage: Stage,
     hooks: Vec<Hook>,
     config: YoukiConfig,
+    kept: std::path::PathBuf,
+}
+
+/// Where taken hooks are kept until they have run: beside libcontainer's
+/// directory, in ours, which outlives libcontainer's delete. A runtime
+/// killed between taking and running them leaves them there, and the next
+/// `delete --force` runs them (a sandbox's network teardown among them).
+fn kept_path(state_dir: &Path, stage: Stage) -> std::path::PathBuf {
+    let ours = state_dir.parent().unwrap_or(state_dir);
+    ours.join(format!("{}-hooks.json", stage.name()))
 }
 
 /// Takes the `stage` hooks out of the config stored in `state_dir` (the
-/// container's libcontainer root). `None` when there are none (or no config
-/// yet: a half-created container, for which libcontainer runs none either).
+/// container's libcontainer root), with any an interrupted runtime took
+/// before. `None` when there are none (or no config yet: a half-created
+/// container, for which libcontainer runs none either).
 pub fn take(state_dir: &Path, stage: Stage) -> Result<Option<Taken>> {
     let Ok(mut config) = YoukiConfig::load(state_dir) else {
         return Ok(None);
     };
-    let Some(hooks) = config.hooks.as_mut() else {
-        return Ok(None);
-    };
-    let list = match stage {
+    let kept = kept_path(state_dir, stage);
+    let earlier: Option<Vec<Hook>> = std::fs::read(&kept)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let list = config.hooks.as_mut().and_then(|hooks| match stage {
         Stage::Poststart => hooks.poststart_mut().take(),
         Stage::Poststop => hooks.poststop_mut().take(),
-    };
-    let Some(list) = list.filter(|l| !l.is_empty()) else {
+    });
+    // Kept hooks are the whole list (the config was saved without them
+    // after they were kept, or not at all).
+    let Some(list) = earlier.or(list).filter(|l| !l.is_empty()) else {
         return Ok(None);
     };
+    let json = serde_json::to_vec(&list).map_err(|e| {
+        Error::io(
+            format!("cannot keep the {} hooks", stage.name()),
+            std::io::Error::other(e),
+        )
+    })?;
+    crate::store::write_atomic(&kept, &json)
+        .map_err(|e| Error::io(format!("cannot write {}", kept.display()), e))?;
     save(&config, state_dir)?;
     // Keep the original to put back if libcontainer's call fails.
     let mut original = config;
-    if let Some(h) = original.hooks.as_mut() {
-        match stage {
-            Stage::Poststart => h.set_poststart(Some(list.clone())),
-            Stage::Poststop => h.set_poststop(Some(list.clone())),
-        };
-    }
+    let hooks = original.hooks.get_or_insert_with(Default::default);
+    match stage {
+        Stage::Poststart => hooks.set_poststart(Some(list.clone())),
+        Stage::Poststop => hooks.set_poststop(Some(list.clone())),
+    };
     Ok(Some(Taken {
         stage,
         hooks: list,
         config: original,
+        kept,
     }))
 }
 
@@ -96,7 +118,9 @@ fn save(config: &YoukiConfig, state_dir: &Path) -> Result<()> {
 impl Taken {
     /// Puts the hooks back (libcontainer's call failed; a retry runs them).
     pub fn restore(self, state_dir: &Path) {
-        let _ = save(&self.config, state_dir);
+        if save(&self.config, state_dir).is_ok() {
+            let _ = std::fs::remove_file(&self.kept);
+        }
     }
 
     /// Runs every hook in order with the container's current state on stdin;
@@ -132,6 +156,7 @@ impl Taken {
                 eprintln!("sbx-oci: {msg}");
             }
         }
+        let _ = std::fs::remove_file(&self.kept);
     }
 }
 

@@ -25,6 +25,7 @@ pub mod netpolicy;
 pub mod network;
 pub mod nft;
 pub mod ops;
+pub mod orphans;
 pub mod rtnl;
 pub mod safecopy;
 pub mod sandbox;

@@ -24,7 +24,8 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::hash::Hasher;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
+use std::os::fd::FromRawFd;
 use std::path::Path;
 
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
@@ -144,29 +145,33 @@ fn program(root: &Path, profile: &Value) -> Result<Vec<u8>, String> {
     }
     let profile: LinuxSeccomp =
         serde_json::from_value(profile.clone()).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    // Compiled into a file aside, checked, its checksum appended, then
-    // renamed: a cached program is always whole.
-    let tmp = dir.join(format!(".{:016x}.{}", key.finish(), std::process::id()));
-    let compiled = File::create(&tmp)
-        .map_err(|e| e.to_string())
-        .and_then(|f| compile(&profile, &f))
-        .and_then(|_| std::fs::read(&tmp).map_err(|e| e.to_string()))
-        .and_then(|p| match is_program(&p) {
-            true => Ok(p),
-            false => Err(format!("libseccomp exported {} bytes", p.len())),
-        });
-    let program = match compiled {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
+    // Compiled into memory (a full disk under the state root must not fail
+    // the sandbox), checked, then cached: written aside with its checksum
+    // appended and renamed, so that a cached program is always whole.
+    let program = {
+        // SAFETY: the name is a NUL-terminated string; flags are valid.
+        let fd = unsafe { libc::memfd_create(c"sbx-oci-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
         }
+        // SAFETY: fd was just created and is owned by nobody else.
+        let mut memfd = unsafe { File::from_raw_fd(fd) };
+        compile(&profile, &memfd)?;
+        let mut p = Vec::new();
+        memfd
+            .seek(std::io::SeekFrom::Start(0))
+            .and_then(|_| memfd.read_to_end(&mut p))
+            .map_err(|e| format!("reading the compiled program: {e}"))?;
+        if !is_program(&p) {
+            return Err(format!("libseccomp exported {} bytes", p.len()));
+        }
+        p
     };
-    let stored = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&tmp)
+    let tmp = dir.join(format!(".{:016x}.{}", key.finish(), std::process::id()));
+    let stored = std::fs::create_dir_all(&dir)
+        .and_then(|_| File::create(&tmp))
         .and_then(|mut f| {
+            f.write_all(&program)?;
             f.write_all(&fnv1a(&program).to_le_bytes())?;
             f.sync_all()
         })

@@ -156,6 +156,20 @@ pub fn validate_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Writes `bytes` to `path` whole or not at all (a temporary file beside
+/// it, renamed over it): a runtime killed or a disk full meanwhile leaves
+/// the old file or none, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let written = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -105,6 +105,14 @@ pub fn create_claimed(
             // Read before the claim (and the sandbox's bundle in it) goes.
             let err = match crate::network::failure(&state_dir) {
                 Some(msg) => Error::InvalidArgument(msg),
+                None if no_space(&err) => Error::io(
+                    format!(
+                        "create container {id:?}: the state root {} is full (free space \
+                         there, or give another --root)",
+                        ctx.store.root().display()
+                    ),
+                    std::io::Error::from_raw_os_error(libc::ENOSPC),
+                ),
                 None => diagnose(&bundle, id, err),
             };
             drop(claim);
@@ -146,6 +154,20 @@ fn resolve_bundle(bundle: &Path) -> Result<PathBuf> {
 
 /// Turns a failed create into a message about the bundle when the bundle is
 /// the cause. Runs only on the error path, so success pays nothing for it.
+/// Whether libcontainer failed for want of space (writing its state).
+fn no_space(err: &libcontainer::error::LibcontainerError) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.raw_os_error() == Some(libc::ENOSPC)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    crate::error::chain(err).contains("No space left on device")
+}
+
 fn diagnose(bundle: &Path, id: &str, err: libcontainer::error::LibcontainerError) -> Error {
     let bundle_error = |reason: String| Error::Bundle {
         path: bundle.to_owned(),

@@ -4,12 +4,21 @@
 use libcontainer::container::{Container, ContainerStatus};
 
 use super::{Context, wrong_state};
+use crate::cgroup::Cgroup;
 use crate::hooks::{self, Stage};
 use crate::{Error, Result, cli};
 
 pub fn delete(ctx: &Context, args: &cli::Delete) -> Result<()> {
     let id = args.container_id.as_str();
     crate::store::validate_id(id)?;
+    if args.force {
+        // First, so that none of them joins the cgroup after it was emptied.
+        let root = ctx.store.root();
+        let forks = crate::orphans::kill_forks(id, root, crate::store::DEFAULT_ROOT.as_ref());
+        if forks > 0 {
+            tracing::warn!("{id}: killed {forks} processes of an interrupted runtime");
+        }
+    }
     let mut container = match ctx.store.load(id) {
         Ok(c) => c,
         // A half-created container has a directory but no state: --force
@@ -40,43 +49,15 @@ pub fn delete(ctx: &Context, args: &cli::Delete) -> Result<()> {
 /// `delete --force` of a container whose state cannot be read: every
 /// process of its cgroup (named in libcontainer's saved config) killed and
 /// reaped, the cgroup removed, its network's host side taken down, its
-/// directory removed. `err` is the load's error, returned when even the
-/// saved config is unreadable (nothing is removed then).
+/// directory removed. `err` is the load's error, logged.
 fn remove_unreadable(ctx: &Context, id: &str, err: Error) -> Result<()> {
-    use libcgroups::common::{CgroupConfig, CgroupManager, create_cgroup_manager};
-    let Ok(config) = libcontainer::config::YoukiConfig::load(ctx.store.container_dir(id)) else {
-        return Err(err);
-    };
-    let manager = create_cgroup_manager(CgroupConfig {
-        cgroup_path: config.cgroup_path,
-        systemd_cgroup: ctx.systemd_cgroup,
-        container_name: id.to_owned(),
-    })
-    .map_err(|e| Error::Cgroup {
-        id: id.to_owned(),
-        message: crate::error::chain(&e),
-    })?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let pids = manager.get_all_pids().unwrap_or_default();
-        if pids.is_empty() {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(Error::Cgroup {
-                id: id.to_owned(),
-                message: format!("processes {pids:?} did not die on SIGKILL within 5 s"),
-            });
-        }
-        for pid in pids {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+    // libcontainer saves its config before it makes the cgroup or forks:
+    // without one (a runtime killed that early), there is nothing but files.
+    if let Ok(config) = libcontainer::config::YoukiConfig::load(ctx.store.container_dir(id)) {
+        let cgroup = Cgroup::at(id, config.cgroup_path, ctx.systemd_cgroup)?;
+        cgroup.kill_all()?;
+        cgroup.remove()?;
     }
-    manager.remove().map_err(|e| Error::Cgroup {
-        id: id.to_owned(),
-        message: format!("cannot remove the cgroup: {}", crate::error::chain(&e)),
-    })?;
     if let Err(e) = crate::uplink::detach_and_sweep(id) {
         tracing::warn!("cannot remove the network leftovers of {id:?}: {e}");
     }
@@ -89,6 +70,15 @@ fn remove_unreadable(ctx: &Context, id: &str, err: Error) -> Result<()> {
 /// shares it.
 pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
     let poststop = hooks::take(&container.root, Stage::Poststop)?;
+    // libcontainer kills only a live init's cgroup: a runtime killed
+    // mid-create leaves a state without a pid and an init waiting in the
+    // cgroup, and a container without its own pid namespace leaves processes
+    // behind its dead init. Either would make the cgroup's removal fail.
+    if (force || container.pid().is_none() || container.status() == ContainerStatus::Stopped)
+        && let Ok(cgroup) = Cgroup::of(container)
+    {
+        cgroup.kill_all()?;
+    }
     if let Err(err) = container.delete(force) {
         if let Some(taken) = poststop {
             taken.restore(&container.root);

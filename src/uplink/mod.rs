@@ -41,6 +41,10 @@ pub struct Uplink {
     pub ipv6: Option<Ipv6Addr>,
 }
 
+/// How long a new sandbox waits for the link of an ended one of the same
+/// name to go.
+const LINK_GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn uplink_err(op: impl Into<String>, source: std::io::Error) -> Error {
     Error::Uplink {
         op: op.into(),
@@ -57,12 +61,24 @@ pub fn attach(id: &str, netns: &File, pools: &Pools, nl: &nft::Netlink) -> Resul
     let link = link_name(id);
     enable_forwarding(pools.ipv6.is_some())?;
     let mut rt = Rtnl::open()?;
-    match rt.add_veth(
-        &link,
-        &format!("{ALIAS_PREFIX}{}", owner(id)),
-        PEER,
-        netns.as_fd(),
-    ) {
+    let alias = format!("{ALIAS_PREFIX}{}", owner(id));
+    let mut added = rt.add_veth(&link, &alias, PEER, netns.as_fd());
+    // A sandbox of the same name that just ended leaves its link until the
+    // kernel has torn its namespace down (in the background, milliseconds
+    // later): a name reused at once waits for that.
+    let deadline = std::time::Instant::now() + LINK_GONE_WITHIN;
+    let exists = |r: &Result<()>| matches!(r, Err(Error::Uplink { source, .. }) if source.raw_os_error() == Some(libc::EEXIST));
+    while exists(&added) && std::time::Instant::now() < deadline {
+        if rt.index(&link)?.is_some() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        }
+        added = rt.add_veth(&link, &alias, PEER, netns.as_fd());
+        if exists(&added) && rt.index(&link)?.is_none() {
+            break; // the namespace's own interface: no use waiting
+        }
+    }
+    match added {
         Err(Error::Uplink { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {
             let op = if rt.index(&link)?.is_some() {
                 format!(
