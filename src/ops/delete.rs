@@ -11,15 +11,18 @@ use crate::{Error, Result, cli};
 pub fn delete(ctx: &Context, args: &cli::Delete) -> Result<()> {
     let id = args.container_id.as_str();
     crate::store::validate_id(id)?;
+    let loaded = ctx.store.load(id);
+    // libcontainer forks of a killed create or exec may still be at work
+    // (an exec's would make the cgroup again after its removal): killed
+    // first, so that none joins the cgroup after it was emptied.
     if args.force {
-        // First, so that none of them joins the cgroup after it was emptied.
         let root = ctx.store.root();
         let forks = crate::orphans::kill_forks(id, root, crate::store::DEFAULT_ROOT.as_ref());
         if forks > 0 {
             tracing::warn!("{id}: killed {forks} processes of an interrupted runtime");
         }
     }
-    let mut container = match ctx.store.load(id) {
+    let mut container = match loaded {
         Ok(c) => c,
         // A half-created container has a directory but no state: --force
         // clears it away, with any NAT entries a crash left for its id.
