@@ -268,6 +268,11 @@ pub struct Exec {
 
     pub container_id: String,
 
+    /// Drop the container's environment but PATH (`sandbox exec
+    /// --clear-env`; runc's exec has no such flag)
+    #[arg(skip)]
+    pub clear_env: bool,
+
     /// Command and arguments (when --process is not given)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -393,12 +398,41 @@ pub enum Sandbox {
     Snapshot(SandboxSnapshot),
     /// Put the workdir saved as SNAP back
     Restore(SandboxSnapshot),
+    /// List the sandboxes in the state root
+    List(SandboxList),
+    /// Remove sandboxes (--force: even with commands running in them)
+    Rm(SandboxRm),
+    /// What this host supports, and what each profile gets here
+    Probe(SandboxProbe),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SandboxList {
+    /// One JSON array instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SandboxRm {
+    /// Kill what runs in them first
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SandboxProbe {
+    /// JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A SandboxSpec file and the flags that override it.
 #[derive(Args, Debug, Clone, Default)]
 pub struct SpecFlags {
-    /// SandboxSpec JSON file
+    /// SandboxSpec JSON file (- for stdin)
     #[arg(long)]
     pub spec: Option<PathBuf>,
     /// Named defaults: minimal, standard or full
@@ -434,6 +468,10 @@ pub struct SpecFlags {
     /// Wall-time limit, e.g. 30s or 500ms (0: none)
     #[arg(long)]
     pub timeout: Option<String>,
+    /// The wall-time limit is a budget for all of a persistent sandbox's
+    /// execs together (limits.budget)
+    #[arg(long)]
+    pub budget: bool,
     /// Network mode
     #[arg(long, value_enum)]
     pub network: Option<NetworkMode>,
@@ -494,6 +532,21 @@ pub struct SandboxExec {
     /// Kill the command after this long, e.g. 10s (exit status 124)
     #[arg(long)]
     pub timeout: Option<String>,
+    /// Environment variable K=V, added to the sandbox's (repeatable)
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Start from an empty environment (PATH kept) instead of the sandbox's
+    #[arg(long)]
+    pub clear_env: bool,
+    /// Working directory inside the sandbox (default: its workdir)
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+    /// UID[:GID] to run as (default: the sandbox's user)
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Read the command's stdin from FILE
+    #[arg(long, value_name = "FILE")]
+    pub stdin: Option<PathBuf>,
     pub name: String,
     #[arg(last = true, required = true)]
     pub command: Vec<String>,

@@ -11,6 +11,7 @@
 //! - pure models: [`sandbox`] (SandboxSpec → OCI config), [`netpolicy`]
 //!   (allowlist → nftables ruleset).
 
+pub mod api;
 pub mod caps;
 pub mod cgroup;
 pub mod cli;

@@ -119,6 +119,9 @@ fn sandbox(ctx: &Context, command: Sandbox, stdout: &mut dyn Write) -> Result<i3
         }
         Sandbox::Snapshot(args) => sb::snapshot::snapshot(ctx, &args).map(|_| 0),
         Sandbox::Restore(args) => sb::snapshot::restore(ctx, &args).map(|_| 0),
+        Sandbox::List(args) => sb::list::list(ctx, args.json, stdout).map(|_| 0),
+        Sandbox::Rm(args) => sb::rm::rm(ctx, &args).map(|_| 0),
+        Sandbox::Probe(args) => sb::probe::print(&sb::probe::probe(), args.json, stdout).map(|_| 0),
         Sandbox::Bundle(_) => unreachable!("handled in dispatch"),
     }
 }

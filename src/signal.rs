@@ -22,6 +22,36 @@ pub fn parse(input: &str) -> Result<Signal> {
     name.parse::<Signal>().map_err(|_| bad())
 }
 
+/// SIGKILL to `pid` and all its descendants (children first found, then
+/// killed parents first so nothing can fork away).
+pub fn kill_tree(pid: nix::unistd::Pid) {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        all.extend(children(all[i]));
+        i += 1;
+    }
+    for p in all {
+        let _ = nix::sys::signal::kill(p, Signal::SIGKILL);
+    }
+}
+
+fn children(pid: nix::unistd::Pid) -> Vec<nix::unistd::Pid> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .map(nix::unistd::Pid::from_raw)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

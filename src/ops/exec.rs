@@ -173,6 +173,11 @@ fn process_from_args(config: &std::path::Path, args: &cli::Exec) -> Result<Proce
     if let Some(cwd) = &args.cwd {
         process.set_cwd(cwd.clone());
     }
+    if args.clear_env {
+        let mut env = process.env().clone().unwrap_or_default();
+        env.retain(|e| e.starts_with("PATH="));
+        process.set_env(Some(env));
+    }
     if !args.env.is_empty() {
         let mut env = process.env().clone().unwrap_or_default();
         for kv in &args.env {

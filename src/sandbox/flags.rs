@@ -49,6 +49,9 @@ pub fn apply(mut spec: SandboxSpec, f: &SpecFlags) -> Result<SandboxSpec> {
             parse_duration("--timeout", t)?.as_millis() as u64
         });
     }
+    if f.budget {
+        spec.limits.budget = Some(true);
+    }
     if f.network.is_some() || !f.allow.is_empty() || !f.dns.is_empty() || f.learn {
         let mut net = spec.network.take().unwrap_or_default();
         match f.network {

@@ -66,6 +66,10 @@ pub struct Limits {
     pub wall_time_ms: Option<u64>,
     pub open_files: Option<u64>,
     pub tmp_bytes: Option<u64>,
+    /// A persistent sandbox's `wall_time_ms` is a budget for all its execs
+    /// together (their wall times summed), not a limit for each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<bool>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -209,6 +213,7 @@ pub struct Resolved {
     pub cpus: f64,
     pub pids: u64,
     pub wall_time_ms: Option<u64>,
+    pub budget: bool,
     pub open_files: u64,
     pub tmp_bytes: u64,
     pub network: Network,
@@ -248,6 +253,7 @@ impl SandboxSpec {
                 Some(ms) => Some(ms),
                 None => d.wall_time_ms,
             },
+            budget: l.budget.unwrap_or(false),
             open_files: l.open_files.unwrap_or(d.open_files),
             tmp_bytes: l.tmp_bytes.unwrap_or(d.tmp_bytes),
             network: self.network.clone().unwrap_or_default(),

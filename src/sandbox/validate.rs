@@ -114,6 +114,12 @@ pub fn validate(r: &Resolved) -> Result<()> {
             "milliseconds (0 for no limit)",
         )?;
     }
+    if r.budget && r.wall_time_ms.is_none() {
+        return Err(Error::spec(
+            "limits.budget",
+            "a budget needs limits.wall_time_ms (the time all execs may use together)",
+        ));
+    }
     range(
         "limits.open_files",
         r.open_files,

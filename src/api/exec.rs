@@ -1,0 +1,322 @@
+//! Commands in a sandbox: `sbx-oci sandbox exec` as a child, its stdout and
+//! stderr read into a bounded channel of chunks.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::{ApiError, Client, Result};
+
+/// Chunks buffered between the pipes and the caller: beyond this, the
+/// readers stop reading and the command blocks on its writes.
+const CHANNEL_CHUNKS: usize = 8;
+const CHUNK_BYTES: usize = 16 * 1024;
+
+/// A command to run in a sandbox. Unset fields take the sandbox's values
+/// (its user, workdir and environment).
+#[derive(Clone, Debug, Default)]
+pub struct ExecRequest {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Added to the sandbox's environment (or to PATH alone, see
+    /// `inherit_env`).
+    pub env: Vec<(String, String)>,
+    /// false: start from PATH alone instead of the sandbox's environment.
+    pub inherit_env: bool,
+    pub workdir: Option<PathBuf>,
+    /// (uid, gid)
+    pub user: Option<(u32, u32)>,
+    pub stdin: Option<Vec<u8>>,
+    /// Killed after this long (status 124). A sandbox with a budget also
+    /// stops it when the budget runs out.
+    pub timeout: Option<Duration>,
+}
+
+impl ExecRequest {
+    pub fn new(program: impl Into<String>) -> ExecRequest {
+        ExecRequest {
+            program: program.into(),
+            inherit_env: true,
+            ..Default::default()
+        }
+    }
+
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn inherit_env(mut self, inherit: bool) -> Self {
+        self.inherit_env = inherit;
+        self
+    }
+
+    pub fn workdir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
+        self
+    }
+
+    pub fn stdin(mut self, bytes: Vec<u8>) -> Self {
+        self.stdin = Some(bytes);
+        self
+    }
+
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |field: &str, message: String| ApiError::Spec {
+            field: field.into(),
+            message,
+        };
+        if self.program.is_empty() {
+            return Err(bad("program", "empty: name the program to run".into()));
+        }
+        for (k, _) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(bad("env", format!("{k:?} is not a variable name")));
+            }
+        }
+        if let Some(w) = &self.workdir
+            && !w.is_absolute()
+        {
+            return Err(bad("workdir", format!("{} is not absolute", w.display())));
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(bad("timeout", "zero: give a positive duration".into()));
+        }
+        Ok(())
+    }
+
+    fn cli_args(&self, name: &str) -> Vec<String> {
+        let mut a = vec!["sandbox".to_owned(), "exec".to_owned()];
+        if let Some(t) = self.timeout {
+            a.push(format!("--timeout={}ms", t.as_millis().max(1)));
+        }
+        for (k, v) in &self.env {
+            a.push(format!("--env={k}={v}"));
+        }
+        if !self.inherit_env {
+            a.push("--clear-env".into());
+        }
+        if let Some(w) = &self.workdir {
+            a.push(format!("--workdir={}", w.display()));
+        }
+        if let Some((u, g)) = self.user {
+            a.push(format!("--user={u}:{g}"));
+        }
+        a.push(name.to_owned());
+        a.push("--".into());
+        a.push(self.program.clone());
+        a.extend(self.args.iter().cloned());
+        a
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Output of a command, in the order it was read from each stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    pub stream: Stream,
+    pub data: Vec<u8>,
+}
+
+/// How a command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecStatus {
+    /// Its exit status; 128+N when killed by signal N; 124 when timed out.
+    pub code: i32,
+    /// Killed at its timeout or when the sandbox's budget ran out.
+    pub timed_out: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ExecOutput {
+    pub status: ExecStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A running command: [`next`](Self::next) until `None`, then
+/// [`wait`](Self::wait). Dropped before its end, it kills the command and
+/// everything it started.
+pub struct ExecStream {
+    child: tokio::process::Child,
+    chunks: mpsc::Receiver<Chunk>,
+    log: tokio::net::unix::pipe::Receiver,
+    args: Vec<String>,
+    done: bool,
+}
+
+pub(super) async fn start(client: &Client, name: &str, req: ExecRequest) -> Result<ExecStream> {
+    req.check()?;
+    let args = req.cli_args(name);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut cmd, log) = client.command(&argv)?;
+    cmd.stdin(if req.stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| ApiError::Spawn {
+        binary: client.inner.binary.clone(),
+        source: e,
+    })?;
+    if let (Some(bytes), Some(mut pipe)) = (req.stdin, child.stdin.take()) {
+        // Fed aside, so that a command that writes before it reads cannot
+        // deadlock against us; EPIPE (it never read) is no error.
+        tokio::spawn(async move {
+            let _ = pipe.write_all(&bytes).await;
+        });
+    }
+    let (tx, chunks) = mpsc::channel(CHANNEL_CHUNKS);
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(pump(out, Stream::Stdout, tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(pump(err, Stream::Stderr, tx));
+    }
+    Ok(ExecStream {
+        child,
+        chunks,
+        log,
+        args,
+        done: false,
+    })
+}
+
+async fn pump(mut pipe: impl AsyncRead + Unpin, stream: Stream, tx: mpsc::Sender<Chunk>) {
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let chunk = Chunk {
+                    stream,
+                    data: buf[..n].to_vec(),
+                };
+                // The receiver is gone: the stream was dropped.
+                if tx.send(chunk).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl ExecStream {
+    /// The next chunk of output; `None` once both streams have ended.
+    pub async fn next(&mut self) -> Option<Chunk> {
+        self.chunks.recv().await
+    }
+
+    /// Waits for the command's end (reading any output left unread away).
+    pub async fn wait(mut self) -> Result<ExecStatus> {
+        while self.chunks.recv().await.is_some() {}
+        let status = self.child.wait().await.map_err(|e| ApiError::Runtime {
+            op: "exec",
+            message: format!("cannot wait for the runtime: {e}"),
+        })?;
+        self.done = true;
+        let log = drain_log(&self.log);
+        let code = status.code().unwrap_or(128 + 9);
+        let timed_out = code == 124
+            && log.iter().any(|l| {
+                l.msg.contains("killed at its time limit") || l.msg.contains("budget ran out")
+            });
+        // An error of the runtime itself (the command never ran) is in its
+        // log; the command's own exit status is not.
+        let errors = errors(&log);
+        if !errors.is_empty() {
+            // The sandbox's name sits just before "--".
+            let end = self.args.iter().position(|a| a == "--").unwrap_or(0);
+            let argv: Vec<&str> = self.args[..end].iter().map(String::as_str).collect();
+            return Err(ApiError::from_runtime(
+                "exec",
+                &argv,
+                &errors,
+                status.code(),
+            ));
+        }
+        Ok(ExecStatus { code, timed_out })
+    }
+
+    /// The runtime process's pid (the command is its child).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+impl Drop for ExecStream {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // The runtime and its descendants: the command and what it started.
+        if let Some(pid) = self.child.id() {
+            crate::signal::kill_tree(nix::unistd::Pid::from_raw(pid as i32));
+        }
+    }
+}
+
+/// One line of the runtime's JSON log.
+pub(super) struct LogLine {
+    pub level: String,
+    pub msg: String,
+}
+
+/// The runtime's log lines that arrived (it has exited: nothing more will),
+/// without waiting for the pipe's end: a sandbox's init can hold it open.
+pub(super) fn drain_log(log: &tokio::net::unix::pipe::Receiver) -> Vec<LogLine> {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = log.try_read(&mut buf) {
+        bytes.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            Some(LogLine {
+                level: v["level"].as_str()?.to_owned(),
+                msg: v["msg"].as_str()?.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// The messages of the log's errors.
+pub(super) fn errors(lines: &[LogLine]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.level == "error")
+        .map(|l| l.msg.clone())
+        .collect()
+}

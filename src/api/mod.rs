@@ -1,0 +1,366 @@
+//! A typed async API for platforms that run untrusted commands: create
+//! sandboxes, run commands in them (collected or streamed), suspend, resume,
+//! snapshot, restore, read usage and remove them, from a tokio runtime.
+//!
+//! ## Where the forking happens
+//!
+//! libcontainer forks (and the forked child allocates before it execs), which
+//! is not safe from a multi-threaded process such as a tokio runtime: a lock
+//! held by another thread at the fork stays held in the child forever. So
+//! every call that makes or enters a container runs the `sbx-oci` binary as
+//! a child process (`tokio::process`, fork+exec: safe from any thread), with
+//! the sandbox commands of its command line; this module only builds their
+//! arguments, feeds and reads their pipes, and turns their JSON output and
+//! error log into typed values. A spec is validated here first, so that a
+//! bad field is an [`ApiError::Spec`] naming it before anything runs.
+//!
+//! Runtime errors come back through a pipe given as the runtime's `--log`
+//! (fd 3, JSON lines), never parsed out of stderr, which the sandboxed
+//! command writes too and could forge.
+//!
+//! Nothing is global: a [`Client`] is a state root and a binary path, cheap
+//! to clone and share across tasks.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sbx_oci::api::ApiError> {
+//! use sbx_oci::api::{Client, ExecRequest};
+//! use sbx_oci::sandbox::SandboxSpec;
+//!
+//! let client = Client::new("/run/sbx-oci");
+//! let sandbox = client.create("job-1", &SandboxSpec::default()).await?;
+//! let out = sandbox
+//!     .exec(ExecRequest::new("sh").arg("-c").arg("echo hi; cat").stdin(b"input".to_vec()))
+//!     .await?;
+//! assert_eq!(out.stdout, b"hi\ninput");
+//! sandbox.destroy().await?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod exec;
+mod types;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+pub use error::ApiError;
+pub use exec::{Chunk, ExecOutput, ExecRequest, ExecStatus, ExecStream, Stream};
+pub use types::{Cgroups, Limits, Probe, ProfileSupport, SandboxInfo, Usage};
+
+use crate::sandbox::SandboxSpec;
+
+pub type Result<T> = std::result::Result<T, ApiError>;
+
+/// The runtime as a platform sees it: a state root and the binary that
+/// works in it.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    binary: PathBuf,
+    root: PathBuf,
+}
+
+impl Client {
+    /// A client of the state root `root`, running the `sbx-oci` found on
+    /// PATH.
+    pub fn new(root: impl Into<PathBuf>) -> Client {
+        Client::with_binary(root, "sbx-oci")
+    }
+
+    /// A client of `root` running the runtime binary at `binary`.
+    pub fn with_binary(root: impl Into<PathBuf>, binary: impl Into<PathBuf>) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                binary: binary.into(),
+                root: root.into(),
+            }),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// What this host supports, and what each profile gets here.
+    pub async fn probe(&self) -> Result<Probe> {
+        let out = self
+            .run("probe", &["sandbox", "probe", "--json"], None)
+            .await?;
+        types::parse("probe", &out)
+    }
+
+    /// The runtime runs and its state root can be listed.
+    pub async fn health_check(&self) -> Result<()> {
+        self.list().await.map(|_| ())
+    }
+
+    /// Creates the persistent sandbox `name` from `spec`. The spec is
+    /// checked here first: a bad field is [`ApiError::Spec`] naming it.
+    pub async fn create(&self, name: &str, spec: &SandboxSpec) -> Result<Sandbox> {
+        crate::store::validate_id(name).map_err(|e| ApiError::from_library("name", e))?;
+        crate::sandbox::validate::validate(&spec.resolve())
+            .map_err(|e| ApiError::from_library("spec", e))?;
+        let json = serde_json::to_vec(spec).map_err(|e| ApiError::Protocol {
+            op: "create",
+            message: e.to_string(),
+        })?;
+        self.run(
+            "create",
+            &["sandbox", "create", "--spec", "-", name],
+            Some(json),
+        )
+        .await?;
+        Ok(self.sandbox(name))
+    }
+
+    /// Every sandbox in the state root.
+    pub async fn list(&self) -> Result<Vec<SandboxInfo>> {
+        let out = self
+            .run("list", &["sandbox", "list", "--json"], None)
+            .await?;
+        types::parse("list", &out)
+    }
+
+    /// The sandbox `name`, if it exists.
+    pub async fn get(&self, name: &str) -> Result<Sandbox> {
+        let sandbox = self.sandbox(name);
+        sandbox.info().await?;
+        Ok(sandbox)
+    }
+
+    /// A handle on sandbox `name` (nothing is checked).
+    pub fn sandbox(&self, name: &str) -> Sandbox {
+        Sandbox {
+            client: self.clone(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Removes every sandbox, whatever runs in it. Returns how many.
+    pub async fn destroy_all(&self) -> Result<usize> {
+        let all = self.list().await?;
+        if all.is_empty() {
+            return Ok(0);
+        }
+        let mut args = vec!["sandbox", "rm", "--force"];
+        args.extend(all.iter().map(|s| s.id.as_str()));
+        self.run("destroy_all", &args, None).await?;
+        Ok(all.len())
+    }
+
+    /// The runtime binary with the state root and the error pipe (fd 3, the
+    /// runtime's JSON log) set up; `args` follow.
+    fn command(&self, args: &[&str]) -> Result<(Command, tokio::net::unix::pipe::Receiver)> {
+        let (log_read, log_write) = std::io::pipe().map_err(|e| ApiError::Spawn {
+            binary: self.inner.binary.clone(),
+            source: e,
+        })?;
+        let log =
+            tokio::net::unix::pipe::Receiver::from_owned_fd(log_read.into()).map_err(|e| {
+                ApiError::Spawn {
+                    binary: self.inner.binary.clone(),
+                    source: e,
+                }
+            })?;
+        let mut cmd = Command::new(&self.inner.binary);
+        cmd.arg("--root")
+            .arg(&self.inner.root)
+            .args(["--log", "/dev/fd/3", "--log-format", "json"])
+            .args(args)
+            .kill_on_drop(true);
+        let fd = std::os::fd::OwnedFd::from(log_write);
+        // SAFETY: between fork and exec only dup2, which is
+        // async-signal-safe; it also clears close-on-exec on fd 3.
+        unsafe {
+            cmd.pre_exec(move || {
+                use std::os::fd::AsRawFd;
+                if libc::dup2(fd.as_raw_fd(), 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok((cmd, log))
+    }
+
+    /// Runs `args` to the end with `stdin` (or nothing) as input; returns
+    /// stdout, or the runtime's error as a typed one.
+    async fn run(
+        &self,
+        op: &'static str,
+        args: &[&str],
+        stdin: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        let (mut cmd, log) = self.command(args)?;
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        let mut child = cmd.spawn().map_err(|e| ApiError::Spawn {
+            binary: self.inner.binary.clone(),
+            source: e,
+        })?;
+        if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // A runtime that fails before reading closes the pipe: its
+            // error, read below, says why.
+            let _ = pipe.write_all(&bytes).await;
+        }
+        // Read aside while the runtime runs (a long answer fills the pipe),
+        // and not necessarily to its end: a sandbox's init may hold it.
+        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reader = child.stdout.take().map(|mut pipe| {
+            let out = out.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n @ 1..) = tokio::io::AsyncReadExt::read(&mut pipe, &mut buf).await {
+                    out.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&buf[..n]);
+                }
+            })
+        });
+        let status = child.wait().await.map_err(|e| ApiError::Spawn {
+            binary: self.inner.binary.clone(),
+            source: e,
+        })?;
+        if let Some(reader) = reader {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), reader).await;
+        }
+        let out = std::mem::take(&mut *out.lock().unwrap_or_else(|e| e.into_inner()));
+        let errors = exec::errors(&exec::drain_log(&log));
+        if status.success() {
+            return Ok(out);
+        }
+        Err(ApiError::from_runtime(op, args, &errors, status.code()))
+    }
+}
+
+/// A sandbox of a [`Client`].
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    client: Client,
+    name: String,
+}
+
+impl Sandbox {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs a command to its end and collects its output.
+    pub async fn exec(&self, req: ExecRequest) -> Result<ExecOutput> {
+        let mut stream = self.exec_streaming(req).await?;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        while let Some(chunk) = stream.next().await {
+            match chunk.stream {
+                Stream::Stdout => stdout.extend_from_slice(&chunk.data),
+                Stream::Stderr => stderr.extend_from_slice(&chunk.data),
+            }
+        }
+        let status = stream.wait().await?;
+        Ok(ExecOutput {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Starts a command; its output comes as [`Chunk`]s in order, then
+    /// [`ExecStream::wait`] gives its status. Reading slowly slows the
+    /// command down (bounded buffers); dropping the stream kills it.
+    pub async fn exec_streaming(&self, req: ExecRequest) -> Result<ExecStream> {
+        exec::start(&self.client, &self.name, req).await
+    }
+
+    /// State, profile, limits and what is left of a budget.
+    pub async fn info(&self) -> Result<SandboxInfo> {
+        self.client
+            .list()
+            .await?
+            .into_iter()
+            .find(|s| s.id == self.name)
+            .ok_or_else(|| ApiError::NotFound(self.name.clone()))
+    }
+
+    /// Its init runs (a suspended sandbox is alive).
+    pub async fn is_alive(&self) -> Result<bool> {
+        match self.info().await {
+            Ok(i) => Ok(i.state == "running" || i.state == "paused"),
+            Err(ApiError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Freezes every process of the sandbox (cgroup freezer).
+    pub async fn suspend(&self) -> Result<()> {
+        self.client
+            .run("suspend", &["pause", &self.name], None)
+            .await
+            .map(drop)
+    }
+
+    pub async fn resume(&self) -> Result<()> {
+        self.client
+            .run("resume", &["resume", &self.name], None)
+            .await
+            .map(drop)
+    }
+
+    /// Saves the workdir as `snapshot`.
+    pub async fn snapshot(&self, snapshot: &str) -> Result<()> {
+        self.client
+            .run(
+                "snapshot",
+                &["sandbox", "snapshot", &self.name, snapshot],
+                None,
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Puts the workdir saved as `snapshot` back.
+    pub async fn restore(&self, snapshot: &str) -> Result<()> {
+        self.client
+            .run(
+                "restore",
+                &["sandbox", "restore", &self.name, snapshot],
+                None,
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Live usage from the sandbox's cgroup.
+    pub async fn resource_usage(&self) -> Result<Usage> {
+        let out = self
+            .client
+            .run("resource_usage", &["sandbox", "stats", &self.name], None)
+            .await?;
+        types::parse("resource_usage", &out)
+    }
+
+    /// What is left of its wall-time budget; `None` without one.
+    pub async fn time_remaining(&self) -> Result<Option<std::time::Duration>> {
+        let info = self.info().await?;
+        Ok(info.time_remaining_ms.map(std::time::Duration::from_millis))
+    }
+
+    /// Removes the sandbox, whatever runs in it.
+    pub async fn destroy(&self) -> Result<()> {
+        self.client
+            .run("destroy", &["sandbox", "rm", "--force", &self.name], None)
+            .await
+            .map(drop)
+    }
+}

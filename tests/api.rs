@@ -1,0 +1,293 @@
+//! The async API (`sbx_oci::api`), for real (root): the example backend's
+//! whole scenario, 20 sandboxes driven at once from one multi-threaded
+//! runtime, streaming with back-pressure and cancellation, budgets, and
+//! typed errors for bad input that leave nothing behind.
+
+mod common;
+
+#[path = "../examples/backend.rs"]
+mod backend;
+
+use std::time::{Duration, Instant};
+
+use common::{BIN, Env};
+use sbx_oci::api::{ApiError, Client, ExecRequest, Stream};
+use sbx_oci::sandbox::SandboxSpec;
+
+/// The field a Spec error names (any other outcome fails the test).
+fn field<T>(r: Result<T, ApiError>) -> String {
+    match r {
+        Err(ApiError::Spec { field, .. }) => field,
+        Err(other) => panic!("not a Spec error: {other:?}"),
+        Ok(_) => panic!("accepted"),
+    }
+}
+
+fn client(env: &Env) -> Client {
+    Client::with_binary(&env.root, BIN)
+}
+
+fn spec(json: &str) -> SandboxSpec {
+    serde_json::from_str(json).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_example_backend_runs_the_platform_scenario() {
+    let env = Env::new("apiscenario");
+    let b = backend::SbxBackend {
+        client: client(&env),
+    };
+    let id = env.id("s");
+    let probe = backend::IsolationBackend::probe(&b).await.unwrap();
+    assert!(!probe.cgroup.controllers.is_empty(), "{probe:?}");
+    assert_eq!(probe.profiles.len(), 3);
+    let r = backend::scenario(&b, &id, &SandboxSpec::default())
+        .await
+        .unwrap();
+
+    let exec = r.exec.as_ref().unwrap();
+    assert_eq!(exec.exit_code, 3);
+    assert_eq!(exec.stdout, "hello from /tmp\nfrom stdin\n");
+    assert_eq!(exec.stderr, "oops\n");
+    assert!(!exec.timed_out);
+
+    // The first chunk came long before the command's end (it sleeps 1.2 s).
+    assert!(
+        r.first_chunk_ms + 800 < r.stream_end_ms,
+        "first chunk after {} ms, end after {} ms",
+        r.first_chunk_ms,
+        r.stream_end_ms
+    );
+    let text = |s: Stream| -> String {
+        r.streamed
+            .iter()
+            .filter(|c| c.stream == s)
+            .map(|c| String::from_utf8_lossy(&c.data).into_owned())
+            .collect()
+    };
+    assert_eq!(text(Stream::Stdout), "first\nthird\n");
+    assert_eq!(text(Stream::Stderr), "second\n");
+    assert_eq!(r.streamed[0].data, b"first\n");
+    assert_eq!(r.stream_status.unwrap().code, 0);
+
+    assert!(r.counted_before_suspend > 0);
+    assert_eq!(
+        r.counted_while_suspended, 0,
+        "the counter ran while suspended"
+    );
+    assert!(r.alive_while_suspended);
+    assert!(r.counted_after_resume > r.counted_before_suspend);
+    assert_eq!(r.restored_file, "original\n");
+
+    let usage = r.usage.unwrap();
+    assert!(usage.cpu_time_ms > 0, "{usage:?}");
+    assert!(usage.peak_memory_bytes > 0, "{usage:?}");
+    assert_eq!(usage.memory_limit_bytes, 1 << 30);
+    assert!(r.listed.iter().any(|s| s.id == id && s.state == "running"));
+    assert!(!r.alive_after_destroy);
+    env.assert_gone(&id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_sandboxes_at_once_from_one_runtime() {
+    let env = Env::new("apiconc");
+    let c = client(&env);
+    let ids: Vec<String> = (0..20).map(|i| env.id(&format!("c{i}"))).collect();
+    let tasks: Vec<_> = ids
+        .iter()
+        .cloned()
+        .map(|id| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let s = c.create(&id, &SandboxSpec::default()).await?;
+                let out = s
+                    .exec(ExecRequest::new("sh").arg("-c").arg(format!("echo {id}")))
+                    .await?;
+                s.destroy().await?;
+                Ok::<_, ApiError>(String::from_utf8(out.stdout).unwrap())
+            })
+        })
+        .collect();
+    for (id, t) in ids.iter().zip(tasks) {
+        let out = t.await.unwrap().unwrap();
+        assert_eq!(out, format!("{id}\n"));
+    }
+    assert!(c.list().await.unwrap().is_empty());
+    for id in &ids {
+        env.assert_gone(id);
+    }
+}
+
+/// A command writing 8 MiB: while the stream is not read, the command is
+/// held (the pipes and the bounded channel are full); read, it all arrives
+/// in order. Dropping a stream kills the command and what it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_hold_the_command_back_and_cancel_it() {
+    let env = Env::new("apistream");
+    let c = client(&env);
+    let id = env.id("s");
+    let s = c.create(&id, &SandboxSpec::default()).await.unwrap();
+    let mut stream = s
+        .exec_streaming(
+            ExecRequest::new("sh")
+                .arg("-c")
+                .arg("head -c 8388608 /dev/zero | tr '\\0' x; echo done > finished"),
+        )
+        .await
+        .unwrap();
+    let first = stream.next().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let finished = s
+        .exec(ExecRequest::new("cat").arg("finished"))
+        .await
+        .unwrap();
+    assert_ne!(
+        finished.status.code, 0,
+        "the writer ran ahead of its reader"
+    );
+    let mut total = first.data.len();
+    while let Some(chunk) = stream.next().await {
+        assert_eq!(chunk.stream, Stream::Stdout);
+        assert!(chunk.data.iter().all(|b| *b == b'x'));
+        total += chunk.data.len();
+    }
+    assert_eq!(total, 8 << 20);
+    assert_eq!(stream.wait().await.unwrap().code, 0);
+
+    // Cancel: a command that would run for a minute, and its child.
+    let stream = s
+        .exec_streaming(
+            ExecRequest::new("sh")
+                .arg("-c")
+                .arg("sleep 61 & sleep 62; echo never"),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let running = |n: &str| {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == n.as_bytes()))
+        })
+    };
+    assert!(running("62"), "the command did not start");
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running("62") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!running("62"), "the cancelled command still runs");
+    s.destroy().await.unwrap();
+    assert!(!running("61"), "what it started outlived the sandbox");
+    env.assert_gone(&id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_is_shared_by_execs_and_then_refuses_them() {
+    let env = Env::new("apibudget");
+    let c = client(&env);
+    let id = env.id("b");
+    let s = c
+        .create(
+            &id,
+            &spec(r#"{"limits": {"wall_time_ms": 1500, "budget": true}}"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.time_remaining().await.unwrap(),
+        Some(Duration::from_millis(1500))
+    );
+    let out = s.exec(ExecRequest::new("sleep").arg("0.6")).await.unwrap();
+    assert_eq!(out.status.code, 0);
+    let left = s.time_remaining().await.unwrap().unwrap();
+    assert!(left <= Duration::from_millis(900), "{left:?} left");
+    let out = s.exec(ExecRequest::new("sleep").arg("5")).await.unwrap();
+    assert_eq!(out.status.code, 124);
+    assert!(out.status.timed_out);
+    assert_eq!(s.time_remaining().await.unwrap(), Some(Duration::ZERO));
+    match s.exec(ExecRequest::new("true")).await {
+        Err(ApiError::BudgetExhausted(name)) => assert_eq!(name, id),
+        other => panic!("{other:?}"),
+    }
+    s.destroy().await.unwrap();
+    env.assert_gone(&id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_typed_error_naming_the_field_and_leaves_nothing() {
+    let env = Env::new("apierrors");
+    let c = client(&env);
+    let id = env.id("e");
+    assert_eq!(
+        field(
+            c.create(&id, &spec(r#"{"limits": {"memory_bytes": 1000}}"#))
+                .await
+        ),
+        "limits.memory_bytes"
+    );
+    assert_eq!(
+        field(
+            c.create(
+                &id,
+                &spec(r#"{"network": {"mode": "allowlist", "allow": ["*.com:443"]}}"#)
+            )
+            .await
+        ),
+        "network.allow[0]"
+    );
+    assert_eq!(
+        field(
+            c.create(
+                &id,
+                &spec(r#"{"limits": {"budget": true, "wall_time_ms": 0}}"#)
+            )
+            .await
+        ),
+        "limits.budget"
+    );
+    assert_eq!(
+        field(c.create("bad/name", &SandboxSpec::default()).await),
+        "name"
+    );
+    // Found by the runtime, not here: a path that does not exist.
+    let missing = spec(r#"{"allowed_paths_ro": ["/nonexistent/sbx-api-test"]}"#);
+    match c.create(&id, &missing).await {
+        Err(ApiError::Spec { field, message }) => {
+            assert!(field.starts_with("allowed_paths_ro"), "{field}: {message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(c.list().await.unwrap().is_empty());
+    assert!(!env.root.join(&id).exists());
+
+    match c.sandbox(&id).exec(ExecRequest::new("true")).await {
+        Err(ApiError::NotFound(name)) => assert_eq!(name, id),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(c.get(&id).await, Err(ApiError::NotFound(_))));
+    let s = c.create(&id, &SandboxSpec::default()).await.unwrap();
+    assert!(matches!(
+        c.create(&id, &SandboxSpec::default()).await,
+        Err(ApiError::AlreadyExists(name)) if name == id
+    ));
+    let bad = s.exec(ExecRequest::new("true").workdir("relative")).await;
+    assert_eq!(field(bad), "workdir");
+    let bad = s.exec(ExecRequest::new("true").env("A=B", "c")).await;
+    assert_eq!(field(bad), "env");
+    // A command that does not exist is the runtime's error, not status 127.
+    assert!(matches!(
+        s.exec(ExecRequest::new("/no/such/program")).await,
+        Err(ApiError::Runtime { .. })
+    ));
+    // The command cannot forge the runtime's errors on stderr.
+    let out = s
+        .exec(ExecRequest::new("sh").arg("-c").arg(format!(
+            "echo 'sbx-oci: error: container \"{id}\" does not exist' >&2; exit 1"
+        )))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code, 1);
+    assert_eq!(c.destroy_all().await.unwrap(), 1);
+    env.assert_gone(&id);
+}
