@@ -291,3 +291,46 @@ async fn bad_input_is_a_typed_error_naming_the_field_and_leaves_nothing() {
     assert_eq!(c.destroy_all().await.unwrap(), 1);
     env.assert_gone(&id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_run_streams_its_command_and_leaves_nothing() {
+    let env = Env::new("apirun");
+    let c = client(&env);
+    let id = env.id("r");
+    let req = ExecRequest::new("sh")
+        .arg("-c")
+        .arg("echo \"$X in $(pwd) as $(id -u)\"; cat; exit 4")
+        .env("X", "y")
+        .workdir("/work")
+        .user(1000, 1000)
+        .stdin(b"in".to_vec());
+    let stream = c
+        .run(Some(&id), &SandboxSpec::default(), req)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut stream = stream;
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.data);
+    }
+    let status = stream.wait().await.unwrap();
+    assert_eq!(status.code, 4);
+    assert_eq!(String::from_utf8(out).unwrap(), "y in /work as 1000\nin");
+    env.assert_gone(&id);
+    let slow = c
+        .run(
+            Some(&id),
+            &SandboxSpec::default(),
+            ExecRequest::new("sleep")
+                .arg("10")
+                .timeout(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(slow.code, 124);
+    assert!(slow.timed_out);
+    env.assert_gone(&id);
+}

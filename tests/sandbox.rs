@@ -830,3 +830,88 @@ fn idle_init_holds_only_stdio() {
     assert_eq!(fds, ["0", "1", "2"]);
     env.ok(&["delete", "--force", &id]);
 }
+
+/// The command line a platform would use: exec options, list, rm, probe.
+#[test]
+fn exec_options_list_rm_and_probe() {
+    let env = Env::new("sbxcli");
+    let id = env.id("c");
+    env.ok(&["sandbox", "create", "--timeout", "5s", "--budget", &id]);
+    let input = env.dir.join("input");
+    std::fs::write(&input, "from a file").unwrap();
+    let out = env.ok(&[
+        "sandbox",
+        "exec",
+        "--env",
+        "A=1",
+        "--workdir",
+        "/tmp",
+        "--user",
+        "1000:1001",
+        "--stdin",
+        input.to_str().unwrap(),
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "echo \"$A $(pwd) $(id -u):$(id -g) $(cat)\"",
+    ]);
+    assert_eq!(out, "1 /tmp 1000:1001 from a file\n");
+    let env_out = env.ok(&[
+        "sandbox",
+        "exec",
+        "--clear-env",
+        "--env",
+        "B=2",
+        &id,
+        "--",
+        "env",
+    ]);
+    let names: Vec<&str> = env_out
+        .lines()
+        .filter_map(|l| l.split('=').next())
+        .collect();
+    assert!(names.contains(&"PATH") && names.contains(&"B"), "{env_out}");
+    assert!(
+        !names.contains(&"TERM") && !names.contains(&"LANG"),
+        "{env_out}"
+    );
+
+    let listed: Value = serde_json::from_str(&env.ok(&["sandbox", "list", "--json"])).unwrap();
+    let me = &listed.as_array().unwrap()[0];
+    assert_eq!(me["id"], id.as_str());
+    assert_eq!(me["state"], "running");
+    assert_eq!(me["profile"], "standard");
+    assert_eq!(me["network"], "none");
+    assert_eq!(me["limits"]["budget"], true);
+    let left = me["time_remaining_ms"].as_u64().unwrap();
+    assert!(left > 0 && left < 5000, "{me}");
+    let table = env.ok(&["sandbox", "list"]);
+    assert!(table.starts_with("ID") && table.contains(&id), "{table}");
+
+    // rm leaves a sandbox with a command running unless forced.
+    let mut busy = env
+        .command(&["sandbox", "exec", &id, "--", "sleep", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    env.fails(&["sandbox", "rm", &id], "give --force");
+    env.ok(&["sandbox", "rm", "--force", &id]);
+    let _ = busy.wait();
+    assert_sandbox_gone(&env, &id);
+    env.fails(&["sandbox", "rm", &id], "does not exist");
+
+    let probe: Value = serde_json::from_str(&env.ok(&["sandbox", "probe", "--json"])).unwrap();
+    assert!(
+        probe["cgroup"]["controllers"].as_array().unwrap().len() > 3,
+        "{probe}"
+    );
+    assert_eq!(probe["seccomp"]["available"], true);
+    assert_eq!(probe["nftables"], true);
+    assert_eq!(probe["profiles"].as_array().unwrap().len(), 3);
+    let text = env.ok(&["sandbox", "probe"]);
+    assert!(text.contains("profile standard: "), "{text}");
+}

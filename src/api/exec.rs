@@ -84,7 +84,7 @@ impl ExecRequest {
         self
     }
 
-    fn check(&self) -> Result<()> {
+    pub(super) fn check(&self) -> Result<()> {
         let bad = |field: &str, message: String| ApiError::Spec {
             field: field.into(),
             message,
@@ -168,7 +168,8 @@ pub struct ExecOutput {
 pub struct ExecStream {
     child: tokio::process::Child,
     chunks: mpsc::Receiver<Chunk>,
-    log: tokio::net::unix::pipe::Receiver,
+    log: LogPipe,
+    _spec: Option<SpecPipe>,
     args: Vec<String>,
     done: bool,
 }
@@ -176,9 +177,21 @@ pub struct ExecStream {
 pub(super) async fn start(client: &Client, name: &str, req: ExecRequest) -> Result<ExecStream> {
     req.check()?;
     let args = req.cli_args(name);
+    spawn(client, args, req.stdin, None).await
+}
+
+/// Runs the runtime with `args` (a command after "--", the sandbox's name
+/// just before it) as a stream; `spec`, when given, is kept open for the
+/// runtime to read as its `--spec` (already in `args`).
+pub(super) async fn spawn(
+    client: &Client,
+    args: Vec<String>,
+    stdin: Option<Vec<u8>>,
+    spec: Option<SpecPipe>,
+) -> Result<ExecStream> {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let (mut cmd, log) = client.command(&argv)?;
-    cmd.stdin(if req.stdin.is_some() {
+    cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
         Stdio::null()
@@ -189,7 +202,7 @@ pub(super) async fn start(client: &Client, name: &str, req: ExecRequest) -> Resu
         binary: client.inner.binary.clone(),
         source: e,
     })?;
-    if let (Some(bytes), Some(mut pipe)) = (req.stdin, child.stdin.take()) {
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // Fed aside, so that a command that writes before it reads cannot
         // deadlock against us; EPIPE (it never read) is no error.
         tokio::spawn(async move {
@@ -207,6 +220,7 @@ pub(super) async fn start(client: &Client, name: &str, req: ExecRequest) -> Resu
         child,
         chunks,
         log,
+        _spec: spec,
         args,
         done: false,
     })
@@ -245,11 +259,13 @@ impl ExecStream {
             message: format!("cannot wait for the runtime: {e}"),
         })?;
         self.done = true;
-        let log = drain_log(&self.log);
+        let log = self.log.drain();
         let code = status.code().unwrap_or(128 + 9);
         let timed_out = code == 124
             && log.iter().any(|l| {
-                l.msg.contains("killed at its time limit") || l.msg.contains("budget ran out")
+                l.level == "warning"
+                    && (l.msg.ends_with("killed at its time limit")
+                        || l.msg.ends_with("budget ran out"))
             });
         // An error of the runtime itself (the command never ran) is in its
         // log; the command's own exit status is not.
@@ -292,24 +308,72 @@ pub(super) struct LogLine {
     pub msg: String,
 }
 
-/// The runtime's log lines that arrived (it has exited: nothing more will),
-/// without waiting for the pipe's end: a sandbox's init can hold it open.
-pub(super) fn drain_log(log: &tokio::net::unix::pipe::Receiver) -> Vec<LogLine> {
-    let mut bytes = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n @ 1..) = log.try_read(&mut buf) {
-        bytes.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| {
-            Some(LogLine {
-                level: v["level"].as_str()?.to_owned(),
-                msg: v["msg"].as_str()?.to_owned(),
-            })
+/// A pipe for the runtime's JSON log: we keep both ends (close-on-exec),
+/// the runtime opens the write end as `/proc/<our pid>/fd/<n>`.
+pub(super) struct LogPipe {
+    rx: tokio::net::unix::pipe::Receiver,
+    write: std::os::fd::OwnedFd,
+}
+
+impl LogPipe {
+    pub fn new() -> std::io::Result<LogPipe> {
+        let (read, write) = std::io::pipe()?;
+        Ok(LogPipe {
+            rx: tokio::net::unix::pipe::Receiver::from_owned_fd(read.into())?,
+            write: write.into(),
         })
-        .collect()
+    }
+
+    pub fn path(&self) -> String {
+        use std::os::fd::AsRawFd;
+        format!("/proc/{}/fd/{}", std::process::id(), self.write.as_raw_fd())
+    }
+
+    /// The lines that arrived (the runtime has exited: nothing more will),
+    /// without waiting for the pipe's end, which we hold ourselves.
+    pub fn drain(&self) -> Vec<LogLine> {
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = self.rx.try_read(&mut buf) {
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| {
+                Some(LogLine {
+                    level: v["level"].as_str()?.to_owned(),
+                    msg: v["msg"].as_str()?.to_owned(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A spec handed to the runtime through a pipe: written whole and its
+/// write end closed, so the runtime reads it to its end at
+/// `/proc/<our pid>/fd/<read end>`, which we keep open until it is done.
+pub(super) struct SpecPipe {
+    read: std::os::fd::OwnedFd,
+}
+
+impl SpecPipe {
+    pub fn new(json: &[u8]) -> std::io::Result<SpecPipe> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let (read, mut write) = std::io::pipe()?;
+        if json.len() > 60 * 1024 {
+            // SAFETY: fcntl on a pipe we own; the size is a plain int.
+            unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, json.len() + 4096) };
+        }
+        write.write_all(json)?;
+        Ok(SpecPipe { read: read.into() })
+    }
+
+    pub fn path(&self) -> String {
+        use std::os::fd::AsRawFd;
+        format!("/proc/{}/fd/{}", std::process::id(), self.read.as_raw_fd())
+    }
 }
 
 /// The messages of the log's errors.

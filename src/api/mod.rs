@@ -15,8 +15,8 @@
 //! bad field is an [`ApiError::Spec`] naming it before anything runs.
 //!
 //! Runtime errors come back through a pipe given as the runtime's `--log`
-//! (fd 3, JSON lines), never parsed out of stderr, which the sandboxed
-//! command writes too and could forge.
+//! (JSON lines), never parsed out of stderr, which the sandboxed command
+//! writes too and could forge.
 //!
 //! Nothing is global: a [`Client`] is a state root and a binary path, cheap
 //! to clone and share across tasks.
@@ -92,7 +92,7 @@ impl Client {
     /// What this host supports, and what each profile gets here.
     pub async fn probe(&self) -> Result<Probe> {
         let out = self
-            .run("probe", &["sandbox", "probe", "--json"], None)
+            .call("probe", &["sandbox", "probe", "--json"], None)
             .await?;
         types::parse("probe", &out)
     }
@@ -112,7 +112,7 @@ impl Client {
             op: "create",
             message: e.to_string(),
         })?;
-        self.run(
+        self.call(
             "create",
             &["sandbox", "create", "--spec", "-", name],
             Some(json),
@@ -121,10 +121,57 @@ impl Client {
         Ok(self.sandbox(name))
     }
 
+    /// Runs one command in a new sandbox made from `spec`, which is
+    /// removed when the command ends (`sbx-oci sandbox run`: one process
+    /// for the whole life). The request's env, workdir, user and timeout go
+    /// into the spec; `name` defaults to a new unique one.
+    pub async fn run(
+        &self,
+        name: Option<&str>,
+        spec: &SandboxSpec,
+        req: ExecRequest,
+    ) -> Result<ExecStream> {
+        let mut spec = spec.clone();
+        req.check()?;
+        spec.env.extend(req.env.iter().cloned());
+        if let Some(w) = &req.workdir {
+            spec.workdir = Some(w.clone());
+        }
+        if let Some((uid, gid)) = req.user {
+            spec.user = Some(crate::sandbox::model::User { uid, gid });
+        }
+        if let Some(t) = req.timeout {
+            spec.limits.wall_time_ms = Some(t.as_millis().max(1) as u64);
+        }
+        let mut command = vec![req.program.clone()];
+        command.extend(req.args.iter().cloned());
+        spec.command = Some(command);
+        if let Some(n) = name {
+            crate::store::validate_id(n).map_err(|e| ApiError::from_library("name", e))?;
+        }
+        crate::sandbox::validate::validate(&spec.resolve())
+            .map_err(|e| ApiError::from_library("spec", e))?;
+        let json = serde_json::to_vec(&spec).map_err(|e| ApiError::Protocol {
+            op: "run",
+            message: e.to_string(),
+        })?;
+        let pipe = exec::SpecPipe::new(&json).map_err(|e| ApiError::Spawn {
+            binary: self.inner.binary.clone(),
+            source: e,
+        })?;
+        let mut args: Vec<String> = ["sandbox", "run", "--spec"].map(str::to_owned).to_vec();
+        args.push(pipe.path());
+        if let Some(n) = name {
+            args.extend(["--name".to_owned(), n.to_owned()]);
+        }
+        args.push("--".into());
+        exec::spawn(self, args, req.stdin, Some(pipe)).await
+    }
+
     /// Every sandbox in the state root.
     pub async fn list(&self) -> Result<Vec<SandboxInfo>> {
         let out = self
-            .run("list", &["sandbox", "list", "--json"], None)
+            .call("list", &["sandbox", "list", "--json"], None)
             .await?;
         types::parse("list", &out)
     }
@@ -152,48 +199,35 @@ impl Client {
         }
         let mut args = vec!["sandbox", "rm", "--force"];
         args.extend(all.iter().map(|s| s.id.as_str()));
-        self.run("destroy_all", &args, None).await?;
+        self.call("destroy_all", &args, None).await?;
         Ok(all.len())
     }
 
-    /// The runtime binary with the state root and the error pipe (fd 3, the
-    /// runtime's JSON log) set up; `args` follow.
-    fn command(&self, args: &[&str]) -> Result<(Command, tokio::net::unix::pipe::Receiver)> {
-        let (log_read, log_write) = std::io::pipe().map_err(|e| ApiError::Spawn {
+    /// The runtime binary with the state root and the error pipe set up;
+    /// `args` follow. The runtime opens the pipe's write end by its /proc
+    /// path as its `--log`: nothing is inherited (no fd of ours reaches any
+    /// child, and the spawn needs no code between fork and exec, so it can
+    /// be a posix_spawn).
+    fn command(&self, args: &[&str]) -> Result<(Command, exec::LogPipe)> {
+        let spawn_err = |e| ApiError::Spawn {
             binary: self.inner.binary.clone(),
             source: e,
-        })?;
-        let log =
-            tokio::net::unix::pipe::Receiver::from_owned_fd(log_read.into()).map_err(|e| {
-                ApiError::Spawn {
-                    binary: self.inner.binary.clone(),
-                    source: e,
-                }
-            })?;
+        };
+        let log = exec::LogPipe::new().map_err(spawn_err)?;
         let mut cmd = Command::new(&self.inner.binary);
         cmd.arg("--root")
             .arg(&self.inner.root)
-            .args(["--log", "/dev/fd/3", "--log-format", "json"])
+            .arg("--log")
+            .arg(log.path())
+            .args(["--log-format", "json"])
             .args(args)
             .kill_on_drop(true);
-        let fd = std::os::fd::OwnedFd::from(log_write);
-        // SAFETY: between fork and exec only dup2, which is
-        // async-signal-safe; it also clears close-on-exec on fd 3.
-        unsafe {
-            cmd.pre_exec(move || {
-                use std::os::fd::AsRawFd;
-                if libc::dup2(fd.as_raw_fd(), 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         Ok((cmd, log))
     }
 
     /// Runs `args` to the end with `stdin` (or nothing) as input; returns
     /// stdout, or the runtime's error as a typed one.
-    async fn run(
+    async fn call(
         &self,
         op: &'static str,
         args: &[&str],
@@ -238,7 +272,7 @@ impl Client {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), reader).await;
         }
         let out = std::mem::take(&mut *out.lock().unwrap_or_else(|e| e.into_inner()));
-        let errors = exec::errors(&exec::drain_log(&log));
+        let errors = exec::errors(&log.drain());
         if status.success() {
             return Ok(out);
         }
@@ -305,14 +339,14 @@ impl Sandbox {
     /// Freezes every process of the sandbox (cgroup freezer).
     pub async fn suspend(&self) -> Result<()> {
         self.client
-            .run("suspend", &["pause", &self.name], None)
+            .call("suspend", &["pause", &self.name], None)
             .await
             .map(drop)
     }
 
     pub async fn resume(&self) -> Result<()> {
         self.client
-            .run("resume", &["resume", &self.name], None)
+            .call("resume", &["resume", &self.name], None)
             .await
             .map(drop)
     }
@@ -320,7 +354,7 @@ impl Sandbox {
     /// Saves the workdir as `snapshot`.
     pub async fn snapshot(&self, snapshot: &str) -> Result<()> {
         self.client
-            .run(
+            .call(
                 "snapshot",
                 &["sandbox", "snapshot", &self.name, snapshot],
                 None,
@@ -332,7 +366,7 @@ impl Sandbox {
     /// Puts the workdir saved as `snapshot` back.
     pub async fn restore(&self, snapshot: &str) -> Result<()> {
         self.client
-            .run(
+            .call(
                 "restore",
                 &["sandbox", "restore", &self.name, snapshot],
                 None,
@@ -345,7 +379,7 @@ impl Sandbox {
     pub async fn resource_usage(&self) -> Result<Usage> {
         let out = self
             .client
-            .run("resource_usage", &["sandbox", "stats", &self.name], None)
+            .call("resource_usage", &["sandbox", "stats", &self.name], None)
             .await?;
         types::parse("resource_usage", &out)
     }
@@ -359,7 +393,7 @@ impl Sandbox {
     /// Removes the sandbox, whatever runs in it.
     pub async fn destroy(&self) -> Result<()> {
         self.client
-            .run("destroy", &["sandbox", "rm", "--force", &self.name], None)
+            .call("destroy", &["sandbox", "rm", "--force", &self.name], None)
             .await
             .map(drop)
     }

@@ -121,6 +121,7 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
 
     let oom_killed = usage.oom_kills > 0;
     if timed_out {
+        tracing::warn!("{id}: command killed at its time limit");
         eprintln!(
             "sbx-oci: sandbox {id}: killed at the wall-time limit of {} ms (limits.wall_time_ms)",
             prepared.resolved.wall_time_ms.unwrap_or(0)
