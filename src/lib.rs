@@ -21,6 +21,7 @@ pub mod error;
 pub mod fnv;
 pub mod hooks;
 pub mod idle_init;
+pub mod idmap;
 pub mod logging;
 pub mod netpolicy;
 pub mod network;

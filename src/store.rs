@@ -79,6 +79,8 @@ impl Store {
     /// Removes our directory for `id`; a missing directory is not an error.
     pub fn remove(&self, id: &str) -> Result<()> {
         let dir = self.dir(id);
+        // Idmapped mounts a killed runtime left on the host (see `idmap`).
+        crate::idmap::detach_all(&dir);
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
@@ -123,6 +125,7 @@ impl Claim {
 impl Drop for Claim {
     fn drop(&mut self) {
         if let Some(dir) = self.dir.take() {
+            crate::idmap::detach_all(&dir);
             let _ = fs::remove_dir_all(dir);
         }
     }

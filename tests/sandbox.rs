@@ -915,3 +915,91 @@ fn exec_options_list_rm_and_probe() {
     let text = env.ok(&["sandbox", "probe"]);
     assert!(text.contains("profile standard: "), "{text}");
 }
+
+/// A writable path owned by another user (uid 1000, made here) is writable
+/// by the sandbox's user through an idmapped mount: what it creates belongs
+/// to 1000 on the host, files of others stay out of its reach, read-only
+/// paths stay read-only, nothing is chowned and no mount is left on the
+/// host. The same for a writable --bind and for a workdir that is one.
+#[test]
+fn writable_paths_of_another_user_are_idmapped() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new("sbxidmap");
+    let (rw, bound, ro) = (
+        env.dir.join("rw"),
+        env.dir.join("bound"),
+        env.dir.join("ro"),
+    );
+    for d in [&rw, &bound, &ro] {
+        std::fs::create_dir(d).unwrap();
+        std::os::unix::fs::chown(d, Some(1000), Some(1000)).unwrap();
+    }
+    std::fs::write(rw.join("root-owned"), "x").unwrap();
+    std::fs::write(rw.join("mine"), "1\n").unwrap();
+    std::os::unix::fs::chown(rw.join("mine"), Some(1000), Some(1000)).unwrap();
+    let (rws, bounds, ros) = (
+        rw.to_str().unwrap(),
+        bound.to_str().unwrap(),
+        ro.to_str().unwrap(),
+    );
+    let id = env.id("i");
+    let script = format!(
+        "cd {rws} && echo new > created && mkdir dir && echo 2 >> mine && echo ok=rw; \
+         (echo x > root-owned) 2>/dev/null || echo ok=others-protected; \
+         (chown 0 created) 2>/dev/null || echo ok=no-chown; \
+         echo b > /data/b && echo ok=bind; \
+         (echo r > {ros}/r) 2>/dev/null || echo ok=ro; \
+         echo w > workdir-file && echo ok=workdir"
+    );
+    let bind = format!("{bounds}:/data");
+    let (code, out, err) = run(
+        &env,
+        &[
+            "--name",
+            &id,
+            "--rw",
+            rws,
+            "--bind",
+            &bind,
+            "--ro",
+            ros,
+            "--workdir",
+            rws,
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    for want in [
+        "rw",
+        "others-protected",
+        "no-chown",
+        "bind",
+        "ro",
+        "workdir",
+    ] {
+        assert!(out.contains(&format!("ok={want}\n")), "{want}: {out}{err}");
+    }
+    let owner = |p: std::path::PathBuf| {
+        let m = std::fs::metadata(&p).unwrap();
+        (m.uid(), m.gid())
+    };
+    for p in [
+        rw.join("created"),
+        rw.join("dir"),
+        rw.join("mine"),
+        rw.join("workdir-file"),
+        bound.join("b"),
+    ] {
+        assert_eq!(owner(p.clone()), (1000, 1000), "{}", p.display());
+    }
+    assert_eq!(owner(rw.join("root-owned")), (0, 0));
+    assert_eq!(std::fs::read_to_string(rw.join("root-owned")).unwrap(), "x");
+    assert_eq!(owner(rw.clone()), (1000, 1000));
+    assert!(!ro.join("r").exists());
+    assert_eq!(std::fs::read_to_string(rw.join("mine")).unwrap(), "1\n2\n");
+    assert!(env.host_mounts().is_empty(), "{:?}", env.host_mounts());
+    assert_sandbox_gone(&env, &id);
+}

@@ -443,6 +443,11 @@ fn the_runtime_killed_at_any_point_of_a_sandbox_leaves_nothing_after_delete_forc
     let dns = up.v4(2).to_string();
     let allow = format!("{}:8001", up.v4(2));
     let id = env.id("s");
+    // A writable path of another user: an idmapped mount is staged on the
+    // host during create.
+    let rw = env.dir.join("rw");
+    fs::create_dir_all(&rw).unwrap();
+    std::os::unix::fs::chown(&rw, Some(1000), Some(1000)).unwrap();
     let flags = [
         "--allow",
         allow.as_str(),
@@ -450,6 +455,8 @@ fn the_runtime_killed_at_any_point_of_a_sandbox_leaves_nothing_after_delete_forc
         "soak.test:8001",
         "--dns",
         dns.as_str(),
+        "--rw",
+        rw.to_str().unwrap(),
     ];
     let recover = |env: &Env| force_delete(env, &id);
     let mut create = vec!["sandbox", "create"];

@@ -17,6 +17,7 @@ pub fn create(ctx: &Context, args: &cli::SandboxCreate) -> Result<()> {
     let bundle = bundle_dir(ctx, id);
     let mut prepared = prepare(&args.spec, &command, id, &bundle)?;
     let claim = ctx.store.claim(id)?;
+    let mut writable = super::stage_writable(ctx, id, &mut prepared)?;
     let (rootfs, skeleton) = root_of(ctx, &prepared)?;
     write_config(ctx.store.root(), &bundle, &mut prepared, &rootfs)?;
     // The config names the skeleton now; its descriptor must not reach the
@@ -29,6 +30,8 @@ pub fn create(ctx: &Context, args: &cli::SandboxCreate) -> Result<()> {
         ..Default::default()
     };
     let mut container = create_claimed(ctx, claim, &bundle, &create, false, Workload::Idle, false)?;
+    // The container has its copies of the idmapped mounts.
+    writable.release();
     container.start().map_err(|e| {
         let _ = container.delete(true);
         let _ = ctx.store.remove(id);

@@ -165,6 +165,35 @@ pub fn write_config(root: &Path, dir: &Path, p: &mut Prepared, rootfs: &Path) ->
     save_config(dir, &p.config)
 }
 
+/// Makes the config's writable bind mounts of host paths that belong to
+/// another user than the sandbox's writable by it: each such source is
+/// replaced by an idmapped mount of it under the sandbox's state directory
+/// (see `crate::idmap`), which the returned guard detaches from the host
+/// once the container has been created.
+pub fn stage_writable(ctx: &Context, id: &str, p: &mut Prepared) -> Result<crate::idmap::Staged> {
+    let mut staged = crate::idmap::Staged::default();
+    let user = (p.resolved.user.uid, p.resolved.user.gid);
+    let Some(mounts) = p.config["mounts"].as_array_mut() else {
+        return Ok(staged);
+    };
+    for m in mounts {
+        let writable_bind = m["type"] == "bind"
+            && m["options"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|o| o == "rw"));
+        let Some(source) = m["source"].as_str().filter(|_| writable_bind) else {
+            continue;
+        };
+        let source = PathBuf::from(source);
+        if let Some(owner) = crate::idmap::needed(&source, user.0)? {
+            let staged_at =
+                crate::idmap::stage(&mut staged, &ctx.store.dir(id), &source, owner, user)?;
+            m["source"] = staged_at.to_string_lossy().into_owned().into();
+        }
+    }
+    Ok(staged)
+}
+
 /// The root of a sandbox: for a "host" rootfs, the shared skeleton of its
 /// plan (see `skeleton`), held until the sandbox's create has returned; a
 /// rootfs path is used as it is.

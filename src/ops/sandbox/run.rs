@@ -44,6 +44,7 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
     require_command(&prepared)?;
 
     let claim = ctx.store.claim(&id)?;
+    let mut writable = super::stage_writable(ctx, &id, &mut prepared)?;
     let (rootfs, skeleton) = root_of(ctx, &prepared)?;
     write_config(ctx.store.root(), &bundle, &mut prepared, &rootfs)?;
     // The config names the skeleton now; its descriptor must not reach the
@@ -56,6 +57,8 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
     };
     let mut container =
         create_claimed(ctx, claim, &bundle, &create, true, Workload::Command, false)?;
+    // The container has its copies of the idmapped mounts.
+    writable.release();
     // `delete --force`'s removal: poststop hooks as warnings, a networked
     // sandbox's teardown in-process.
     let cleanup = |container: &mut libcontainer::container::Container| {
