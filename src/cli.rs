@@ -515,6 +515,9 @@ pub struct SandboxRun {
     /// Sandbox id (default: a new unique one)
     #[arg(long)]
     pub name: Option<String>,
+    /// Run the command on a pseudo-terminal (this one's window size passed on)
+    #[arg(short, long)]
+    pub tty: bool,
     /// The command (default: the spec's `command`)
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -547,6 +550,9 @@ pub struct SandboxExec {
     /// Read the command's stdin from FILE
     #[arg(long, value_name = "FILE")]
     pub stdin: Option<PathBuf>,
+    /// Run the command on a pseudo-terminal (this one's window size passed on)
+    #[arg(short, long)]
+    pub tty: bool,
     pub name: String,
     #[arg(last = true, required = true)]
     pub command: Vec<String>,

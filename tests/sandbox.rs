@@ -1003,3 +1003,62 @@ fn writable_paths_of_another_user_are_idmapped() {
     assert!(env.host_mounts().is_empty(), "{:?}", env.host_mounts());
     assert_sandbox_gone(&env, &id);
 }
+
+/// `sandbox exec -t` and `sandbox run -t`: the command is on a terminal of
+/// its own with the caller's window size, and its status comes back.
+#[test]
+fn tty_gives_a_terminal_with_the_callers_window_size() {
+    use std::os::fd::AsFd;
+    let env = Env::new("sbxtty");
+    let id = env.id("t");
+    env.ok(&["sandbox", "create", &id]);
+    let script = "tty; stty size; exit 6";
+    let runs: [Vec<&str>; 2] = [
+        vec!["sandbox", "exec", "-t", &id, "--", "sh", "-c", script],
+        vec!["sandbox", "run", "-t", "--", "sh", "-c", script],
+    ];
+    for args in runs {
+        let size = nix::pty::Winsize {
+            ws_row: 33,
+            ws_col: 91,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&size), None).unwrap();
+        let slave = || Stdio::from(pty.slave.try_clone().unwrap());
+        let mut child = env
+            .command(&args)
+            .stdin(slave())
+            .stdout(slave())
+            .stderr(slave())
+            .spawn()
+            .unwrap();
+        drop(pty.slave);
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            let mut fds = [nix::poll::PollFd::new(
+                pty.master.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u8)).unwrap_or(0) == 0 {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                continue;
+            }
+            match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&pty.master), &mut buf) {
+                Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+                _ => break, // EIO: every slave end closed
+            }
+        }
+        let status = child.wait().unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(status.code(), Some(6), "{args:?}: {text}");
+        assert!(text.contains("/dev/pts/"), "{args:?}: {text}");
+        assert!(text.contains("33 91"), "{args:?}: {text}");
+    }
+    env.ok(&["delete", "--force", &id]);
+    assert_sandbox_gone(&env, &id);
+}

@@ -45,6 +45,10 @@ pub fn exec(ctx: &Context, args: &cli::SandboxExec) -> Result<i32> {
         nix::unistd::dup2(file.as_raw_fd(), 0)
             .map_err(|e| Error::io(format!("--stdin {}", path.display()), e.into()))?;
     }
+    let console = match args.tty {
+        true => Some(super::tty::Console::listen(&bundle_dir(ctx, &args.name))?),
+        false => None,
+    };
     let exec_args = cli::Exec {
         container_id: args.name.clone(),
         command: args.command.clone(),
@@ -52,12 +56,32 @@ pub fn exec(ctx: &Context, args: &cli::SandboxExec) -> Result<i32> {
         clear_env: args.clear_env,
         cwd: args.workdir.clone(),
         user: args.user.clone(),
+        tty: args.tty,
+        // libcontainer takes a console socket only when "detached", which
+        // changes nothing else for it: the process stays our child.
+        detach: args.tty,
+        console_socket: console.as_ref().map(|c| c.path().to_owned()),
         ..Default::default()
     };
     let started = Instant::now();
     let pid = exec::spawn(ctx, &exec_args)?;
     forward::to(pid);
-    let ended = wait_until(pid, limit.map(|l| started + l));
+    let deadline = limit.map(|l| started + l);
+    let ended = match &console {
+        Some(console) => {
+            let master = console.master();
+            match master.map(|m| super::tty::proxy(&m, pid, deadline)) {
+                Ok(true) => crate::ops::wait_status(pid).map(Ended::Exited),
+                Ok(false) => Ok(Ended::TimedOut),
+                Err(e) => {
+                    crate::signal::kill_tree(pid);
+                    let _ = crate::ops::wait_status(pid);
+                    Err(e)
+                }
+            }
+        }
+        None => wait_until(pid, deadline),
+    };
     if let Some(b) = &budget
         && let Err(e) = b.charge(started.elapsed())
     {

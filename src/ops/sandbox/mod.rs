@@ -17,6 +17,7 @@ pub mod run;
 pub mod skeleton;
 pub mod snapshot;
 pub mod stats;
+pub mod tty;
 
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};

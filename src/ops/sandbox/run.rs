@@ -46,6 +46,13 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
     let claim = ctx.store.claim(&id)?;
     let mut writable = super::stage_writable(ctx, &id, &mut prepared)?;
     let (rootfs, skeleton) = root_of(ctx, &prepared)?;
+    let console = match args.tty {
+        true => {
+            prepared.config["process"]["terminal"] = true.into();
+            Some(super::tty::Console::listen(&bundle)?)
+        }
+        false => None,
+    };
     write_config(ctx.store.root(), &bundle, &mut prepared, &rootfs)?;
     // The config names the skeleton now; its descriptor must not reach the
     // sandbox's processes.
@@ -53,10 +60,21 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
     let create = cli::Create {
         bundle: bundle.clone(),
         container_id: id.clone(),
+        console_socket: console.as_ref().map(|c| c.path().to_owned()),
         ..Default::default()
     };
-    let mut container =
-        create_claimed(ctx, claim, &bundle, &create, true, Workload::Command, false)?;
+    // libcontainer takes a console socket only when "detached", which
+    // changes nothing else for it: the init stays our child.
+    let foreground = console.is_none();
+    let mut container = create_claimed(
+        ctx,
+        claim,
+        &bundle,
+        &create,
+        foreground,
+        Workload::Command,
+        false,
+    )?;
     // The container has its copies of the idmapped mounts.
     writable.release();
     // `delete --force`'s removal: poststop hooks as warnings, a networked
@@ -87,7 +105,17 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
         .resolved
         .wall_time_ms
         .map(|ms| started + Duration::from_millis(ms));
-    let ended = match wait_until(pid, deadline) {
+    let waited = match &console {
+        Some(console) => console
+            .master()
+            .map(|m| super::tty::proxy(&m, pid, deadline))
+            .and_then(|done| match done {
+                true => crate::ops::wait_status(pid).map(Ended::Exited),
+                false => Ok(Ended::TimedOut),
+            }),
+        None => wait_until(pid, deadline),
+    };
+    let ended = match waited {
         Ok(ended) => ended,
         Err(e) => {
             cleanup(&mut container);
