@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use sbx_oci::api::{
     ApiError, Chunk, Client, ExecRequest, ExecStatus, ExecStream, Probe, Sandbox, SandboxInfo,
-    Stream, Usage,
+    Stats, Stream,
 };
 use sbx_oci::sandbox::SandboxSpec;
 
@@ -66,7 +66,7 @@ pub trait SandboxHandle {
     async fn resume(&self) -> Result<(), ApiError>;
     async fn snapshot(&self, name: &str) -> Result<(), ApiError>;
     async fn restore(&self, name: &str) -> Result<(), ApiError>;
-    async fn resource_usage(&self) -> Result<Usage, ApiError>;
+    async fn resource_usage(&self) -> Result<Stats, ApiError>;
     async fn time_remaining(&self) -> Result<Option<Duration>, ApiError>;
     async fn destroy(&self) -> Result<(), ApiError>;
 }
@@ -163,7 +163,7 @@ impl SandboxHandle for SbxSandbox {
         self.0.restore(name).await
     }
 
-    async fn resource_usage(&self) -> Result<Usage, ApiError> {
+    async fn resource_usage(&self) -> Result<Stats, ApiError> {
         self.0.resource_usage().await
     }
 
@@ -192,7 +192,7 @@ pub struct Report {
     pub counted_after_resume: usize,
     pub alive_while_suspended: bool,
     pub restored_file: String,
-    pub usage: Option<Usage>,
+    pub usage: Option<Stats>,
     pub listed: Vec<SandboxInfo>,
     pub alive_after_destroy: bool,
 }

@@ -81,10 +81,21 @@ impl Store {
         let dir = self.dir(id);
         // Idmapped mounts a killed runtime left on the host (see `idmap`).
         crate::idmap::detach_all(&dir);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(Error::io(format!("cannot remove {}", dir.display()), err)),
+        // An exec ending meanwhile (its command killed by this delete) may
+        // still write a file there (its budget): try again.
+        let mut tries = 0;
+        loop {
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => return Ok(()),
+                Err(err) if err.kind() == ErrorKind::NotFound => return Ok(()),
+                Err(err) if err.kind() == ErrorKind::DirectoryNotEmpty && tries < 10 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(err) => {
+                    return Err(Error::io(format!("cannot remove {}", dir.display()), err));
+                }
+            }
         }
     }
 

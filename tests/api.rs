@@ -79,7 +79,9 @@ async fn the_example_backend_runs_the_platform_scenario() {
     assert!(r.counted_after_resume > r.counted_before_suspend);
     assert_eq!(r.restored_file, "original\n");
 
-    let usage = r.usage.unwrap();
+    let stats = r.usage.unwrap();
+    assert_eq!(stats.status, "running");
+    let usage = &stats.usage;
     assert!(usage.cpu_time_ms > 0, "{usage:?}");
     assert!(usage.peak_memory_bytes > 0, "{usage:?}");
     assert_eq!(usage.memory_limit_bytes, 1 << 30);

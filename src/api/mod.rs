@@ -38,7 +38,6 @@
 
 mod error;
 mod exec;
-mod types;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -47,13 +46,22 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+pub use crate::sandbox::info::{
+    Cgroups, Limits, Probe, ProfileSupport, SandboxInfo, Seccomp, Stats, Usage,
+};
 pub use error::ApiError;
 pub use exec::{Chunk, ExecOutput, ExecRequest, ExecStatus, ExecStream, Stream};
-pub use types::{Cgroups, Limits, Probe, ProfileSupport, SandboxInfo, Usage};
 
 use crate::sandbox::SandboxSpec;
 
 pub type Result<T> = std::result::Result<T, ApiError>;
+
+fn parse<T: serde::de::DeserializeOwned>(op: &'static str, out: &[u8]) -> Result<T> {
+    serde_json::from_slice(out).map_err(|e| ApiError::Protocol {
+        op,
+        message: e.to_string(),
+    })
+}
 
 /// The runtime as a platform sees it: a state root and the binary that
 /// works in it.
@@ -94,7 +102,7 @@ impl Client {
         let out = self
             .call("probe", &["sandbox", "probe", "--json"], None)
             .await?;
-        types::parse("probe", &out)
+        parse("probe", &out)
     }
 
     /// The runtime runs and its state root can be listed.
@@ -173,7 +181,7 @@ impl Client {
         let out = self
             .call("list", &["sandbox", "list", "--json"], None)
             .await?;
-        types::parse("list", &out)
+        parse("list", &out)
     }
 
     /// The sandbox `name`, if it exists.
@@ -375,13 +383,14 @@ impl Sandbox {
             .map(drop)
     }
 
-    /// Live usage from the sandbox's cgroup.
-    pub async fn resource_usage(&self) -> Result<Usage> {
+    /// Live usage from the sandbox's cgroup (`Stats::usage`), its state, and
+    /// its network's counters and DNS audit.
+    pub async fn resource_usage(&self) -> Result<Stats> {
         let out = self
             .client
             .call("resource_usage", &["sandbox", "stats", &self.name], None)
             .await?;
-        types::parse("resource_usage", &out)
+        parse("resource_usage", &out)
     }
 
     /// What is left of its wall-time budget; `None` without one.

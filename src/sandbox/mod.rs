@@ -10,6 +10,7 @@
 
 pub mod flags;
 pub mod host;
+pub mod info;
 pub mod model;
 pub mod seccomp;
 pub mod translate;

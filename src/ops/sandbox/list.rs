@@ -3,35 +3,12 @@
 
 use std::io::Write;
 
-use serde::Serialize;
-
 use super::budget::Budget;
 use super::{Saved, bundle_dir, load_saved};
 use crate::ops::Context;
 use crate::ops::state::State;
+pub use crate::sandbox::info::{Limits, SandboxInfo as Entry};
 use crate::{Error, Result};
-
-#[derive(Serialize, Debug)]
-pub struct Entry {
-    pub id: String,
-    pub state: &'static str,
-    pub profile: String,
-    pub created: String,
-    pub limits: Limits,
-    pub network: String,
-    /// What is left of a budget (limits.budget), in ms; absent without one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time_remaining_ms: Option<u64>,
-}
-
-#[derive(Serialize, Debug)]
-pub struct Limits {
-    pub memory_bytes: u64,
-    pub cpus: f64,
-    pub pids: u64,
-    pub wall_time_ms: Option<u64>,
-    pub budget: bool,
-}
 
 /// The entry of sandbox `id` (an error if it is none).
 pub fn entry(ctx: &Context, id: &str) -> Result<Entry> {
@@ -40,7 +17,7 @@ pub fn entry(ctx: &Context, id: &str) -> Result<Entry> {
     let state = State::of(&container);
     Ok(Entry {
         id: id.to_owned(),
-        state: state.status,
+        state: state.status.to_owned(),
         created: state.created,
         time_remaining_ms: remaining_ms(ctx, id, &saved),
         profile: saved.profile,

@@ -27,11 +27,11 @@ use libcontainer::container::Container;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
-use serde::Serialize;
 
 use super::{Context, wait_status};
 use crate::cgroup::Cgroup;
 use crate::cli::SpecFlags;
+pub use crate::sandbox::info::Usage;
 use crate::sandbox::model::RootfsSource;
 use crate::sandbox::translate::{self, NetworkFiles};
 use crate::sandbox::{Resolved, RootfsPlan, SandboxSpec, flags, host, validate};
@@ -306,21 +306,8 @@ pub fn wait_until(pid: Pid, deadline: Option<Instant>) -> Result<Ended> {
     }
 }
 
-/// A sandbox's resource usage, read from its cgroup.
-#[derive(Serialize, Debug, Default, Clone)]
-pub struct Usage {
-    pub cpu_time_ms: u64,
-    pub memory_bytes: u64,
-    pub peak_memory_bytes: u64,
-    pub memory_limit_bytes: u64,
-    pub pids: u64,
-    pub pids_limit: u64,
-    pub read_bytes: u64,
-    pub write_bytes: u64,
-    pub oom_kills: u64,
-}
-
 impl Usage {
+    /// The usage of `container`, from its cgroup.
     pub fn read(container: &Container) -> Result<Usage> {
         let cgroup = Cgroup::of(container)?;
         let s = cgroup.stats()?;

@@ -5,53 +5,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use serde::Serialize;
-
+pub use crate::sandbox::info::{Cgroups, Probe, ProfileSupport, Seccomp};
 use crate::sandbox::model::Profile;
 use crate::{Error, Result};
-
-#[derive(Serialize, Debug)]
-pub struct Probe {
-    pub kernel: String,
-    pub cgroup: Cgroups,
-    pub seccomp: Seccomp,
-    pub overlayfs: bool,
-    /// mount_setattr(MOUNT_ATTR_IDMAP) exists (Linux ≥ 5.12); each file
-    /// system must support it too (ext4, xfs, btrfs; tmpfs from 6.3).
-    pub idmapped_mounts: bool,
-    pub nftables: bool,
-    pub user_namespaces: bool,
-    /// pidfd_open (Linux ≥ 5.3): the DNS gatekeeper follows its sandbox by it.
-    pub pidfd: bool,
-    pub profiles: Vec<ProfileSupport>,
-}
-
-#[derive(Serialize, Debug)]
-pub struct Cgroups {
-    /// "v1", "hybrid" or "v2".
-    pub version: &'static str,
-    pub controllers: Vec<String>,
-}
-
-#[derive(Serialize, Debug)]
-pub struct Seccomp {
-    pub available: bool,
-    pub libseccomp: Option<String>,
-}
-
-/// What a sandbox of a profile gets on this host.
-#[derive(Serialize, Debug)]
-pub struct ProfileSupport {
-    pub profile: Profile,
-    pub memory_limit: bool,
-    pub cpu_limit: bool,
-    pub pids_limit: bool,
-    pub io_accounting: bool,
-    pub seccomp: bool,
-    pub network_allowlist: bool,
-    /// Everything above: the profile is enforced as documented.
-    pub complete: bool,
-}
 
 pub fn probe() -> Probe {
     let cgroup = cgroups();
@@ -130,7 +86,7 @@ fn cgroups() -> Cgroups {
     };
     match get_cgroup_setup() {
         Ok(CgroupSetup::Unified) => Cgroups {
-            version: "v2",
+            version: "v2".into(),
             controllers: v2(base),
         },
         setup => {
@@ -148,9 +104,9 @@ fn cgroups() -> Cgroups {
             controllers.sort();
             Cgroups {
                 version: if matches!(setup, Ok(CgroupSetup::Hybrid)) {
-                    "hybrid"
+                    "hybrid".into()
                 } else {
-                    "v1"
+                    "v1".into()
                 },
                 controllers,
             }

@@ -1,23 +1,10 @@
 //! `sandbox stats NAME`: live usage from the sandbox's cgroup, as JSON.
 
-use serde::Serialize;
-
 use super::{Usage, load_saved};
 use crate::Result;
 use crate::ops::{Context, status_word};
+pub use crate::sandbox::info::Stats;
 use libcontainer::container::ContainerStatus;
-
-#[derive(Serialize)]
-pub struct Stats {
-    pub id: String,
-    pub status: &'static str,
-    #[serde(flatten)]
-    pub usage: Usage,
-    /// What the egress policy allowed and dropped (see `events --stats`);
-    /// absent for a sandbox without one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub network: Option<serde_json::Value>,
-}
 
 pub fn stats(ctx: &Context, name: &str) -> Result<Stats> {
     load_saved(ctx, name)?;
@@ -30,7 +17,7 @@ pub fn stats(ctx: &Context, name: &str) -> Result<Stats> {
     };
     Ok(Stats {
         id: name.to_owned(),
-        status: status_word(container.status()),
+        status: status_word(container.status()).to_owned(),
         usage: Usage::read(&container)?,
         network,
     })
