@@ -73,6 +73,15 @@ pub fn needed(source: &Path, uid: u32) -> Result<Option<(u32, u32)>> {
     Ok((meta.uid() != uid).then_some((meta.uid(), meta.gid())))
 }
 
+/// Whether the mode of `path` lets `user` (uid, gid) write it without any
+/// mapping (other-writable, or group-writable and of its group).
+pub fn writable_by(path: &Path, user: (u32, u32)) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| {
+        let mode = m.mode();
+        mode & 0o002 != 0 || (mode & 0o020 != 0 && m.gid() == user.1) || m.uid() == user.0
+    })
+}
+
 /// Mounts `source` idmapped at `<state_dir>/idmap/<n>` so that
 /// `owner` (uid, gid) on disk is `user` (uid, gid) through it. Returns the
 /// mount's path, which `staged` detaches later.

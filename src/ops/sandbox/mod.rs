@@ -187,9 +187,16 @@ pub fn stage_writable(ctx: &Context, id: &str, p: &mut Prepared) -> Result<crate
         };
         let source = PathBuf::from(source);
         if let Some(owner) = crate::idmap::needed(&source, user.0)? {
-            let staged_at =
-                crate::idmap::stage(&mut staged, &ctx.store.dir(id), &source, owner, user)?;
-            m["source"] = staged_at.to_string_lossy().into_owned().into();
+            match crate::idmap::stage(&mut staged, &ctx.store.dir(id), &source, owner, user) {
+                Ok(at) => m["source"] = at.to_string_lossy().into_owned().into(),
+                // Without idmapped mounts (tmpfs before Linux 6.3, ...), a
+                // path its mode lets the sandbox's user write anyway is
+                // bound as it is: what the sandbox creates is then its own.
+                Err(e) if crate::idmap::writable_by(&source, user) => {
+                    tracing::warn!("{e}; bound as it is: it is writable for the sandbox's user");
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(staged)
