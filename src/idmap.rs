@@ -263,3 +263,28 @@ fn fs_type(path: &Path) -> Option<String> {
         .max_by_key(|(p, _)| p.as_os_str().len())
         .map(|(_, t)| t)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn writable_by_its_mode() {
+        let dir = std::env::temp_dir().join(format!("sbx-idmap-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let set = |mode| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
+        let meta = std::fs::metadata(&dir).unwrap();
+        let (uid, gid) = (meta.uid(), meta.gid());
+        let other = (uid.wrapping_add(4242), gid.wrapping_add(4242));
+        set(0o755).unwrap();
+        assert!(writable_by(&dir, (uid, gid)), "its owner");
+        assert!(!writable_by(&dir, other));
+        set(0o777).unwrap();
+        assert!(writable_by(&dir, other));
+        set(0o775).unwrap();
+        assert!(!writable_by(&dir, other));
+        assert!(writable_by(&dir, (other.0, gid)), "its group");
+        std::fs::remove_dir(&dir).unwrap();
+    }
+}
