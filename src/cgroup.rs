@@ -123,6 +123,30 @@ impl Cgroup {
     }
 }
 
+/// Whether the cgroup of a stopped `container` may still hold processes,
+/// from one cgroup.procs file read directly (no cgroup manager, which
+/// parses the mount table for every v1 controller); true when it cannot
+/// tell (a systemd path, no config).
+pub fn may_have_processes(container: &Container) -> bool {
+    let Ok(config) = container.spec() else {
+        return true;
+    };
+    let path = config.cgroup_path;
+    if container.systemd() || !path.is_absolute() {
+        return true;
+    }
+    let rel = path.strip_prefix("/").unwrap_or(&path);
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    [
+        base.join(rel),
+        base.join("pids").join(rel),
+        base.join("devices").join(rel),
+    ]
+    .iter()
+    .find_map(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).ok())
+    .is_none_or(|procs| !procs.trim().is_empty())
+}
+
 /// OOM kills in the cgroup at `path` (a cgroupsPath), read from one file
 /// without building a cgroup manager: cheap enough for every sandbox run.
 pub fn oom_kills_at(path: &std::path::Path) -> u64 {

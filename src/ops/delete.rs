@@ -73,13 +73,18 @@ fn remove_unreadable(ctx: &Context, id: &str, err: Error) -> Result<()> {
 /// shares it.
 pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
     let poststop = hooks::take(&container.root, Stage::Poststop)?;
-    // libcontainer kills only a live init's cgroup: a runtime killed
-    // mid-create leaves a state without a pid and an init waiting in the
-    // cgroup, and a container without its own pid namespace leaves processes
-    // behind its dead init. Either would make the cgroup's removal fail.
-    if (force || container.pid().is_none() || container.status() == ContainerStatus::Stopped)
-        && let Ok(cgroup) = Cgroup::of(container)
-    {
+    // libcontainer kills the cgroup's processes only for a live init: a
+    // runtime killed mid-create leaves a state without a pid and an init
+    // waiting in the cgroup, and a container without its own pid namespace
+    // leaves processes behind its dead init. Either would make the cgroup's
+    // removal fail. (A cgroup manager costs ~1 ms on v1, hence the check.)
+    // (libcontainer kills every process itself for a live one with force.)
+    let leftovers = match container.status() {
+        _ if container.pid().is_none() => true,
+        ContainerStatus::Stopped => crate::cgroup::may_have_processes(container),
+        _ => false,
+    };
+    if leftovers && let Ok(cgroup) = Cgroup::of(container) {
         cgroup.kill_all()?;
     }
     if let Err(err) = container.delete(force) {
