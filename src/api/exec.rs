@@ -198,10 +198,7 @@ pub(super) async fn spawn(
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| ApiError::Spawn {
-        binary: client.inner.binary.clone(),
-        source: e,
-    })?;
+    let mut child = cmd.spawn().map_err(|e| client.spawn_error(e))?;
     if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // Fed aside, so that a command that writes before it reads cannot
         // deadlock against us; EPIPE (it never read) is no error.

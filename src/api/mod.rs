@@ -43,7 +43,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 pub use crate::sandbox::info::{
@@ -99,9 +98,7 @@ impl Client {
 
     /// What this host supports, and what each profile gets here.
     pub async fn probe(&self) -> Result<Probe> {
-        let out = self
-            .call("probe", &["sandbox", "probe", "--json"], None)
-            .await?;
+        let out = self.call("probe", &["sandbox", "probe", "--json"]).await?;
         parse("probe", &out)
     }
 
@@ -120,12 +117,11 @@ impl Client {
             op: "create",
             message: e.to_string(),
         })?;
-        self.call(
-            "create",
-            &["sandbox", "create", "--spec", "-", name],
-            Some(json),
-        )
-        .await?;
+        let pipe = exec::SpecPipe::new(&json).map_err(|e| self.spawn_error(e))?;
+        let path = pipe.path();
+        self.call("create", &["sandbox", "create", "--spec", &path, name])
+            .await?;
+        drop(pipe);
         Ok(self.sandbox(name))
     }
 
@@ -163,10 +159,7 @@ impl Client {
             op: "run",
             message: e.to_string(),
         })?;
-        let pipe = exec::SpecPipe::new(&json).map_err(|e| ApiError::Spawn {
-            binary: self.inner.binary.clone(),
-            source: e,
-        })?;
+        let pipe = exec::SpecPipe::new(&json).map_err(|e| self.spawn_error(e))?;
         let mut args: Vec<String> = ["sandbox", "run", "--spec"].map(str::to_owned).to_vec();
         args.push(pipe.path());
         if let Some(n) = name {
@@ -178,9 +171,7 @@ impl Client {
 
     /// Every sandbox in the state root.
     pub async fn list(&self) -> Result<Vec<SandboxInfo>> {
-        let out = self
-            .call("list", &["sandbox", "list", "--json"], None)
-            .await?;
+        let out = self.call("list", &["sandbox", "list", "--json"]).await?;
         parse("list", &out)
     }
 
@@ -207,7 +198,7 @@ impl Client {
         }
         let mut args = vec!["sandbox", "rm", "--force"];
         args.extend(all.iter().map(|s| s.id.as_str()));
-        self.call("destroy_all", &args, None).await?;
+        self.call("destroy_all", &args).await?;
         Ok(all.len())
     }
 
@@ -217,11 +208,7 @@ impl Client {
     /// child, and the spawn needs no code between fork and exec, so it can
     /// be a posix_spawn).
     fn command(&self, args: &[&str]) -> Result<(Command, exec::LogPipe)> {
-        let spawn_err = |e| ApiError::Spawn {
-            binary: self.inner.binary.clone(),
-            source: e,
-        };
-        let log = exec::LogPipe::new().map_err(spawn_err)?;
+        let log = exec::LogPipe::new().map_err(|e| self.spawn_error(e))?;
         let mut cmd = Command::new(&self.inner.binary);
         cmd.arg("--root")
             .arg(&self.inner.root)
@@ -233,31 +220,21 @@ impl Client {
         Ok((cmd, log))
     }
 
-    /// Runs `args` to the end with `stdin` (or nothing) as input; returns
-    /// stdout, or the runtime's error as a typed one.
-    async fn call(
-        &self,
-        op: &'static str,
-        args: &[&str],
-        stdin: Option<Vec<u8>>,
-    ) -> Result<Vec<u8>> {
-        let (mut cmd, log) = self.command(args)?;
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-        let mut child = cmd.spawn().map_err(|e| ApiError::Spawn {
+    fn spawn_error(&self, source: std::io::Error) -> ApiError {
+        ApiError::Spawn {
             binary: self.inner.binary.clone(),
-            source: e,
-        })?;
-        if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // A runtime that fails before reading closes the pipe: its
-            // error, read below, says why.
-            let _ = pipe.write_all(&bytes).await;
+            source,
         }
+    }
+
+    /// Runs `args` to the end; returns its stdout, or the runtime's error as
+    /// a typed one.
+    async fn call(&self, op: &'static str, args: &[&str]) -> Result<Vec<u8>> {
+        let (mut cmd, log) = self.command(args)?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
         // Read aside while the runtime runs (a long answer fills the pipe),
         // and not necessarily to its end: a sandbox's init may hold it.
         let out = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -272,10 +249,7 @@ impl Client {
                 }
             })
         });
-        let status = child.wait().await.map_err(|e| ApiError::Spawn {
-            binary: self.inner.binary.clone(),
-            source: e,
-        })?;
+        let status = child.wait().await.map_err(|e| self.spawn_error(e))?;
         if let Some(reader) = reader {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), reader).await;
         }
@@ -347,14 +321,14 @@ impl Sandbox {
     /// Freezes every process of the sandbox (cgroup freezer).
     pub async fn suspend(&self) -> Result<()> {
         self.client
-            .call("suspend", &["pause", &self.name], None)
+            .call("suspend", &["pause", &self.name])
             .await
             .map(drop)
     }
 
     pub async fn resume(&self) -> Result<()> {
         self.client
-            .call("resume", &["resume", &self.name], None)
+            .call("resume", &["resume", &self.name])
             .await
             .map(drop)
     }
@@ -362,11 +336,7 @@ impl Sandbox {
     /// Saves the workdir as `snapshot`.
     pub async fn snapshot(&self, snapshot: &str) -> Result<()> {
         self.client
-            .call(
-                "snapshot",
-                &["sandbox", "snapshot", &self.name, snapshot],
-                None,
-            )
+            .call("snapshot", &["sandbox", "snapshot", &self.name, snapshot])
             .await
             .map(drop)
     }
@@ -374,11 +344,7 @@ impl Sandbox {
     /// Puts the workdir saved as `snapshot` back.
     pub async fn restore(&self, snapshot: &str) -> Result<()> {
         self.client
-            .call(
-                "restore",
-                &["sandbox", "restore", &self.name, snapshot],
-                None,
-            )
+            .call("restore", &["sandbox", "restore", &self.name, snapshot])
             .await
             .map(drop)
     }
@@ -388,7 +354,7 @@ impl Sandbox {
     pub async fn resource_usage(&self) -> Result<Stats> {
         let out = self
             .client
-            .call("resource_usage", &["sandbox", "stats", &self.name], None)
+            .call("resource_usage", &["sandbox", "stats", &self.name])
             .await?;
         parse("resource_usage", &out)
     }
@@ -402,7 +368,7 @@ impl Sandbox {
     /// Removes the sandbox, whatever runs in it.
     pub async fn destroy(&self) -> Result<()> {
         self.client
-            .call("destroy", &["sandbox", "rm", "--force", &self.name], None)
+            .call("destroy", &["sandbox", "rm", "--force", &self.name])
             .await
             .map(drop)
     }
