@@ -165,6 +165,9 @@ const NFTNL_UDATA_SET_ELEM_COMMENT: u8 = 0;
 const NLA_F_NESTED: u16 = 0x8000;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
+const NLM_F_DUMP_INTR: u16 = 0x10;
+/// How many times a dump interrupted by concurrent changes is asked again.
+const DUMP_TRIES: usize = 20;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
@@ -860,7 +863,10 @@ impl Socket {
     }
 
     /// The next datagram's messages: (type, flags, seq, payload).
-    fn recv(&self, buf: &mut [u8]) -> Result<Vec<(u16, u32, Vec<u8>)>> {
+    /// The messages of one datagram: type, sequence number, payload, and
+    /// whether the kernel marked it NLM_F_DUMP_INTR (the dumped object
+    /// changed meanwhile: the dump may repeat or miss entries).
+    fn recv(&self, buf: &mut [u8]) -> Result<Vec<(u16, u32, Vec<u8>, bool)>> {
         // SAFETY: buf is valid for its length.
         let n = unsafe {
             libc::recv(
@@ -884,8 +890,10 @@ impl Socket {
                 break;
             }
             let ty = u16::from_ne_bytes(data[4..6].try_into().unwrap());
+            let flags = u16::from_ne_bytes(data[6..8].try_into().unwrap());
             let seq = u32::from_ne_bytes(data[8..12].try_into().unwrap());
-            out.push((ty, seq, data[16..len].to_vec()));
+            let intr = flags & NLM_F_DUMP_INTR != 0;
+            out.push((ty, seq, data[16..len].to_vec(), intr));
             data = &data[len.next_multiple_of(4).min(data.len())..];
         }
         Ok(out)
@@ -907,7 +915,7 @@ fn transact(sock: &Socket, buf: &[u8], what: &[String]) -> Result<()> {
     let mut answered = 0;
     let mut first_err: Option<(u32, i32)> = None;
     while answered < what.len() {
-        for (ty, seq, payload) in sock.recv(&mut rx)? {
+        for (ty, seq, payload, _) in sock.recv(&mut rx)? {
             if ty != NLMSG_ERROR {
                 continue;
             }
@@ -1138,24 +1146,39 @@ fn dump(sock: &Socket, op: &str, msg: u16, f: impl FnOnce(&mut Buf)) -> Result<V
         0,
         f,
     );
-    sock.send(&b.b)?;
-    let mut rx = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
-    loop {
-        for (ty, _, payload) in sock.recv(&mut rx)? {
-            match ty {
-                NLMSG_DONE => return Ok(out),
-                NLMSG_ERROR => {
-                    let e = errno(&payload);
-                    if e != 0 {
-                        return Err(os(op, std::io::Error::from_raw_os_error(e)));
+    // A dump the kernel marks interrupted (a concurrent change to what it
+    // lists) may hold an entry twice or miss one: it is asked again.
+    for _ in 0..DUMP_TRIES {
+        sock.send(&b.b)?;
+        let mut rx = vec![0u8; 64 * 1024];
+        let mut out = Vec::new();
+        let mut interrupted = false;
+        'read: loop {
+            for (ty, _, payload, intr) in sock.recv(&mut rx)? {
+                interrupted |= intr;
+                match ty {
+                    NLMSG_DONE => break 'read,
+                    NLMSG_ERROR => {
+                        let e = errno(&payload);
+                        if e != 0 {
+                            return Err(os(op, std::io::Error::from_raw_os_error(e)));
+                        }
                     }
+                    _ if payload.len() >= 4 => out.push(payload[4..].to_vec()),
+                    _ => {}
                 }
-                _ if payload.len() >= 4 => out.push(payload[4..].to_vec()),
-                _ => {}
             }
         }
+        if !interrupted {
+            return Ok(out);
+        }
     }
+    Err(os(
+        op,
+        std::io::Error::other(format!(
+            "the listing changed under every one of {DUMP_TRIES} tries (NLM_F_DUMP_INTR)"
+        )),
+    ))
 }
 
 /// Attributes of a message payload: (type without flags, data).

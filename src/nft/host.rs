@@ -157,8 +157,10 @@ pub fn host_sweep() -> Result<bool> {
 /// without a table.
 pub fn host_elements() -> Result<Vec<HostElement>> {
     let op = format!("list table inet {HOST_TABLE}");
-    let sock = Socket::open().map_err(|e| within(&op, e))?;
-    let state = read_state(&sock).map_err(|e| within(&op, e))?;
+    // Under the writers' lock: a set dump that a concurrent change resumes
+    // may list an element twice (nf_tables does not mark set element dumps
+    // interrupted), and the four sets are read one after another.
+    let state = locked(&op, read_state)?;
     Ok(state.map(|s| s.links).unwrap_or_default())
 }
 
