@@ -166,6 +166,8 @@ const NLA_F_NESTED: u16 = 0x8000;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_DUMP_INTR: u16 = 0x10;
+/// A netlink message: type, sequence number, payload, NLM_F_DUMP_INTR.
+type Received = (u16, u32, Vec<u8>, bool);
 /// How many times a dump interrupted by concurrent changes is asked again.
 const DUMP_TRIES: usize = 20;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -866,7 +868,7 @@ impl Socket {
     /// The messages of one datagram: type, sequence number, payload, and
     /// whether the kernel marked it NLM_F_DUMP_INTR (the dumped object
     /// changed meanwhile: the dump may repeat or miss entries).
-    fn recv(&self, buf: &mut [u8]) -> Result<Vec<(u16, u32, Vec<u8>, bool)>> {
+    fn recv(&self, buf: &mut [u8]) -> Result<Vec<Received>> {
         // SAFETY: buf is valid for its length.
         let n = unsafe {
             libc::recv(
