@@ -347,22 +347,45 @@ fn the_device_cgroup_always_starts_from_deny_all() {
         ),
     ] {
         let id = env.id(name);
-        let bundle = env.bundle_with(&id, &["sleep", "10"], |c| match &devices {
-            None => {
-                c["linux"]["resources"]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("devices");
+        // The device cgroup alone decides what may be opened (any node may
+        // be made: "b *:* m" is a default): /dev/null's class (c 1:3, a
+        // default) may, /dev/sda's (b 8:0) may not. This holds for v1's
+        // devices.list and v2's eBPF program alike.
+        let script = "mknod /dev/t-null c 1 3 && echo x > /dev/t-null && echo null-ok; \
+                      mknod /dev/t-sda b 8 0 && head -c 1 /dev/t-sda 2>&1; echo sda-$?";
+        let bundle = env.bundle_with(&id, &["sh", "-c", script], |c| {
+            match &devices {
+                None => {
+                    c["linux"]["resources"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("devices");
+                }
+                Some(d) => c["linux"]["resources"]["devices"] = d.clone(),
             }
-            Some(d) => c["linux"]["resources"]["devices"] = d.clone(),
+            for set in ["bounding", "effective", "permitted"] {
+                c["process"]["capabilities"][set]
+                    .as_array_mut()
+                    .unwrap()
+                    .push("CAP_MKNOD".into());
+            }
         });
-        env.ok(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
-        let list = common::cgroup_file("devices", &id, "devices.list");
-        assert!(!list.contains("a *:* rwm"), "{name}: {list}");
-        // /dev/sda's class (block 8) is not there; the defaults are.
-        assert!(!list.contains("b 8:"), "{name}: {list}");
-        assert!(list.contains("c 1:3 rwm"), "{name}: {list}");
-        env.ok(&["delete", "--force", &id]);
+        if !common::cgroup_v2() {
+            env.ok(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
+            let list = common::cgroup_read(&id, ("devices", "devices.list"), "");
+            assert!(!list.contains("a *:* rwm"), "{name}: {list}");
+            // /dev/sda's class (block 8) is not there; the defaults are.
+            assert!(!list.contains("b 8:"), "{name}: {list}");
+            assert!(list.contains("c 1:3 rwm"), "{name}: {list}");
+            env.ok(&["delete", "--force", &id]);
+            env.assert_gone(&id);
+        }
+        let out = env.ok(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+        assert!(out.contains("null-ok"), "{name}: {out}");
+        assert!(
+            out.contains("Operation not permitted") && out.contains("sda-1"),
+            "{name}: {out}"
+        );
         env.assert_gone(&id);
     }
 }
