@@ -93,10 +93,52 @@ impl Cgroup {
             .map_err(|e| self.err("cannot list processes", e))
     }
 
+    /// The cgroup's figures, CPU times in nanoseconds on v1 and v2 alike:
+    /// libcgroups passes v2's cpu.stat on in microseconds (`usage_usec`)
+    /// where v1's cpuacct is in nanoseconds (runc reports nanoseconds on
+    /// both, and `events --stats` readers expect it).
+    ///
+    /// On v2, libcgroups fails outright when one controller's files are
+    /// missing, and a systemd scope has no hugetlb files (systemd does not
+    /// enable that controller for it): the figures are then read from the
+    /// files of the controllers that are there ([`v2_stats`]).
     pub fn stats(&self) -> Result<Stats> {
-        self.manager
-            .stats()
-            .map_err(|e| self.err("cannot read statistics", e))
+        let v1 = matches!(self.manager, AnyCgroupManager::V1(_));
+        let mut stats = match self.manager.stats() {
+            Ok(stats) => stats,
+            Err(e) if !v1 => {
+                let dir = self.v2_dir().ok_or_else(|| self.err("cannot read statistics", e))?;
+                return Ok(v2_stats(&dir));
+            }
+            Err(e) => return Err(self.err("cannot read statistics", e)),
+        };
+        if !v1 {
+            let usage = &mut stats.cpu.usage;
+            for ns in [
+                &mut usage.usage_total,
+                &mut usage.usage_user,
+                &mut usage.usage_kernel,
+            ] {
+                *ns = ns.saturating_mul(1000);
+            }
+        }
+        Ok(stats)
+    }
+
+    /// The v2 directory of the cgroup, from where its processes are (the
+    /// managers keep their paths to themselves; a systemd scope's is
+    /// systemd's to choose): the shortest path any of them is in.
+    fn v2_dir(&self) -> Option<std::path::PathBuf> {
+        let pids = self.manager.get_all_pids().ok()?;
+        pids.iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok())
+            .filter_map(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("0::"))
+                    .map(|p| p.trim().to_owned())
+            })
+            .min_by_key(String::len)
+            .map(|p| std::path::Path::new("/sys/fs/cgroup").join(p.trim_start_matches('/')))
     }
 
     /// How many times the kernel's OOM killer killed a process of the
@@ -164,4 +206,60 @@ pub fn oom_kills_at(path: &std::path::Path) -> u64 {
             .and_then(|n| n.trim().parse().ok())
     })
     .unwrap_or(0)
+}
+
+/// A v2 cgroup's figures from the files of the controllers it has (cpu,
+/// memory, pids, io; each one absent is left at zero), CPU times in
+/// nanoseconds.
+pub fn v2_stats(dir: &std::path::Path) -> Stats {
+    use libcgroups::stats::BlkioDeviceStat;
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+    let keyed = |file: &str, key: &str| -> u64 {
+        read(file)
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    // "max" is no limit: u64::MAX, as libcgroups reports it.
+    let single = |file: &str| -> u64 {
+        match read(file).trim() {
+            "max" => u64::MAX,
+            v => v.parse().unwrap_or(0),
+        }
+    };
+    let mut stats = Stats::default();
+    let cpu = &mut stats.cpu.usage;
+    cpu.usage_total = keyed("cpu.stat", "usage_usec").saturating_mul(1000);
+    cpu.usage_user = keyed("cpu.stat", "user_usec").saturating_mul(1000);
+    cpu.usage_kernel = keyed("cpu.stat", "system_usec").saturating_mul(1000);
+    let memory = &mut stats.memory.memory;
+    memory.usage = single("memory.current");
+    memory.max_usage = single("memory.peak");
+    memory.limit = single("memory.max");
+    memory.fail_count = keyed("memory.events", "max");
+    stats.pids.current = single("pids.current");
+    stats.pids.limit = single("pids.max");
+    for line in read("io.stat").lines() {
+        let mut fields = line.split_whitespace();
+        let Some((major, minor)) = fields.next().and_then(|d| d.split_once(':')) else {
+            continue;
+        };
+        let (Ok(major), Ok(minor)) = (major.parse(), minor.parse()) else {
+            continue;
+        };
+        for field in fields {
+            let op = match field.split_once('=') {
+                Some(("rbytes", v)) => ("read", v),
+                Some(("wbytes", v)) => ("write", v),
+                _ => continue,
+            };
+            stats.blkio.service_bytes.push(BlkioDeviceStat {
+                major,
+                minor,
+                op_type: Some(op.0.to_owned()),
+                value: op.1.parse().unwrap_or(0),
+            });
+        }
+    }
+    stats
 }

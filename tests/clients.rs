@@ -148,7 +148,7 @@ fn podman_calls() {
         &id,
     ]);
     assert_eq!(
-        common::cgroup_file("memory", &id, "memory.limit_in_bytes"),
+        common::cgroup_read(&id, ("memory", "memory.limit_in_bytes"), "memory.max"),
         "33554432"
     );
 

@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Env, cgroup_file, read_in};
+use common::{Env, cgroup_read, cgroup_v2, read_in};
 use serde_json::Value;
 
 /// created -> running -> stopped -> deleted, with the OCI state checked at
@@ -303,7 +303,8 @@ fn pause_freezes_and_resume_thaws() {
 
     env.ok(&["pause", &id]);
     assert_eq!(env.status(&id), "paused");
-    assert_eq!(cgroup_file("freezer", &id, "freezer.state"), "FROZEN");
+    let frozen_state = cgroup_read(&id, ("freezer", "freezer.state"), "cgroup.freeze");
+    assert!(matches!(frozen_state.as_str(), "FROZEN" | "1"), "{frozen_state}");
     let frozen = count();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(count(), frozen, "a paused container does not run");
@@ -333,12 +334,11 @@ fn update_changes_cgroup_limits() {
     let bundle = env.bundle(&id, &["sleep", "60"]);
     env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
 
+    let memory_limit = || cgroup_read(&id, ("memory", "memory.limit_in_bytes"), "memory.max");
+    let pids_max = || cgroup_read(&id, ("pids", "pids.max"), "pids.max");
     env.ok(&["update", "--memory", "64m", "--pids-limit", "20", &id]);
-    assert_eq!(
-        cgroup_file("memory", &id, "memory.limit_in_bytes"),
-        "67108864"
-    );
-    assert_eq!(cgroup_file("pids", &id, "pids.max"), "20");
+    assert_eq!(memory_limit(), "67108864");
+    assert_eq!(pids_max(), "20");
 
     let resources = env.dir.join("resources.json");
     std::fs::write(
@@ -347,14 +347,18 @@ fn update_changes_cgroup_limits() {
     )
     .unwrap();
     env.ok(&["update", "--resources", resources.to_str().unwrap(), &id]);
-    assert_eq!(cgroup_file("cpu", &id, "cpu.shares"), "512");
-    assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_quota_us"), "50000");
-    assert_eq!(cgroup_file("pids", &id, "pids.max"), "33");
+    if cgroup_v2() {
+        // Shares become a weight by libcgroups' (and runc 1.3's) curve,
+        // which maps 2, 1024 and 262144 shares to 1, 100 and 10000.
+        assert_eq!(cgroup_read(&id, ("", ""), "cpu.weight"), "59");
+        assert_eq!(cgroup_read(&id, ("", ""), "cpu.max"), "50000 100000");
+    } else {
+        assert_eq!(cgroup_read(&id, ("cpu", "cpu.shares"), ""), "512");
+        assert_eq!(cgroup_read(&id, ("cpu", "cpu.cfs_quota_us"), ""), "50000");
+    }
+    assert_eq!(pids_max(), "33");
     // The memory limit set before is untouched.
-    assert_eq!(
-        cgroup_file("memory", &id, "memory.limit_in_bytes"),
-        "67108864"
-    );
+    assert_eq!(memory_limit(), "67108864");
 
     env.fails(&["update", "--memory", "lots", &id], "--memory \"lots\"");
     std::fs::write(&resources, "not json").unwrap();
@@ -398,7 +402,7 @@ fn events_stats_report_real_usage() {
         mem >= 8 << 20,
         "memory usage {mem} includes the 8 MiB in /dev/shm"
     );
-    let expected_mem: u64 = cgroup_file("memory", &id, "memory.usage_in_bytes")
+    let expected_mem: u64 = cgroup_read(&id, ("memory", "memory.usage_in_bytes"), "memory.current")
         .parse()
         .unwrap();
     assert!(

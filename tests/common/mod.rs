@@ -81,7 +81,9 @@ impl Env {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::SeqCst)
         );
-        let dir = PathBuf::from("/tmp").join(&tag);
+        // $TMPDIR or /tmp (guest/job.sh points it at an ext4 disk: a stock
+        // host's /tmp is on its root file system).
+        let dir = std::env::temp_dir().join(&tag);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let root = dir.join("state");
@@ -240,25 +242,33 @@ impl Env {
     }
 }
 
-/// Every cgroup directory (v1 controllers and the unified tree) named `id`
-/// at the top of a hierarchy.
+/// Every cgroup directory named `id` at the top of a hierarchy: of each v1
+/// controller and the hybrid layout's unified tree, or of cgroup v2 alone.
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir("/sys/fs/cgroup") else {
+    let root = Path::new("/sys/fs/cgroup");
+    let Ok(entries) = fs::read_dir(root) else {
         return Vec::new();
     };
-    entries
-        .flatten()
-        .map(|e| e.path().join(id))
-        .filter(|p| p.exists())
+    std::iter::once(root.join(id))
+        .chain(entries.flatten().map(|e| e.path().join(id)))
+        .filter(|p| p.is_dir())
         .collect()
 }
 
-/// The v1 cgroup directory of `id` for `controller` (e.g. "memory").
-pub fn cgroup_file(controller: &str, id: &str, file: &str) -> String {
-    let path = Path::new("/sys/fs/cgroup")
-        .join(controller)
-        .join(id)
-        .join(file);
+/// Whether /sys/fs/cgroup is cgroup v2 alone (the unified hierarchy), as on
+/// a stock systemd host; otherwise it holds v1 controllers.
+pub fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// A file of the cgroup `/<id>`: `v1` is (controller, file) in a v1
+/// hierarchy, `v2` the file in the unified one; the host's layout picks.
+pub fn cgroup_read(id: &str, v1: (&str, &str), v2: &str) -> String {
+    let path = if cgroup_v2() {
+        Path::new("/sys/fs/cgroup").join(id).join(v2)
+    } else {
+        Path::new("/sys/fs/cgroup").join(v1.0).join(id).join(v1.1)
+    };
     fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
         .trim()
