@@ -180,9 +180,17 @@ fn detached_mount(
     )
 }
 
+/// An empty directory on the host, the overlay's second layer (made once,
+/// by the first create; only root can write under /run).
+const EMPTY_LAYER: &str = "/run/sbx-oci-empty-layer";
+
 /// `path` opened through a read-only overlay of its directory. overlayfs
-/// needs two lower layers when it has no upper one; the second is an empty,
-/// detached tmpfs.
+/// needs two lower layers when it has no upper one; the second is an empty
+/// directory, [`EMPTY_LAYER`], or where that cannot be made, an empty
+/// detached tmpfs. Layers must be attached mounts before Linux 6.15 or so
+/// (6.1 says "overlayfs: failed to clone lowerpath" for a detached one), so
+/// the directory comes first: it works on every kernel, and costs one mkdir
+/// rather than a tmpfs.
 fn overlay_view(path: &Path) -> std::result::Result<OwnedFd, String> {
     let dir = path.parent().ok_or("binary has no parent directory")?;
     let name = path.file_name().ok_or("binary has no file name")?;
@@ -193,10 +201,18 @@ fn overlay_view(path: &Path) -> std::result::Result<OwnedFd, String> {
             dir.display()
         ));
     }
-    let empty = detached_mount(c"tmpfs", &[])?;
-    let lower = format!("{}:/proc/self/fd/{}", dir.display(), empty.as_raw_fd());
-    let lower = CString::new(lower).map_err(|e| e.to_string())?;
-    let overlay = detached_mount(c"overlay", &[(c"lowerdir", &lower)])?;
+    let overlay = match empty_layer() {
+        Some(empty) => overlay_of(dir, Path::new(empty)),
+        None => Err(format!("no {EMPTY_LAYER}")),
+    };
+    let overlay = match overlay {
+        Ok(fd) => fd,
+        Err(first) => {
+            let empty = detached_mount(c"tmpfs", &[])?;
+            let empty = PathBuf::from(format!("/proc/self/fd/{}", empty.as_raw_fd()));
+            overlay_of(dir, &empty).map_err(|e| format!("{first}; with a detached tmpfs: {e}"))?
+        }
+    };
     let name = CString::new(name.as_bytes()).map_err(|e| e.to_string())?;
     // SAFETY: openat on a valid directory fd and C string.
     check(
@@ -209,6 +225,26 @@ fn overlay_view(path: &Path) -> std::result::Result<OwnedFd, String> {
         },
         "open through overlay",
     )
+}
+
+/// [`EMPTY_LAYER`], made if missing; `None` if it cannot be, or is not a
+/// plain directory.
+fn empty_layer() -> Option<&'static str> {
+    match std::fs::create_dir(EMPTY_LAYER) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(_) => return None,
+    }
+    std::fs::symlink_metadata(EMPTY_LAYER)
+        .is_ok_and(|m| m.is_dir())
+        .then_some(EMPTY_LAYER)
+}
+
+/// A detached read-only overlay of `dir` over `below`.
+fn overlay_of(dir: &Path, below: &Path) -> std::result::Result<OwnedFd, String> {
+    let lower = format!("{}:{}", dir.display(), below.display());
+    let lower = CString::new(lower).map_err(|e| e.to_string())?;
+    detached_mount(c"overlay", &[(c"lowerdir", &lower)])
 }
 
 /// A write-sealed in-memory copy of `path` (what runc and youki do).
