@@ -78,11 +78,15 @@ pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
     // waiting in the cgroup, and a container without its own pid namespace
     // leaves processes behind its dead init. Either would make the cgroup's
     // removal fail. (A cgroup manager costs ~1 ms on v1, hence the check.)
-    // (libcontainer kills every process itself for a live one with force.)
+    // For a live one with force, libcontainer SIGKILLs itself but then gives
+    // the cgroup's removal about 100 ms; processes that take longer to die (a
+    // loaded or slow host: cgroup v2 in a TCG guest took ~1 s) make it
+    // fail with "could not delete". Killing them ourselves first waits up
+    // to 5 s for the cgroup to empty.
     let leftovers = match container.status() {
         _ if container.pid().is_none() => true,
         ContainerStatus::Stopped => crate::cgroup::may_have_processes(container),
-        _ => false,
+        _ => force,
     };
     if leftovers && let Ok(cgroup) = Cgroup::of(container) {
         cgroup.kill_all()?;
