@@ -311,18 +311,21 @@ fn a_create_failing_after_the_policy_is_installed_removes_it() {
 
 /// A pod, as containerd's CRI plugin makes it: the sandbox (pause) container
 /// and an app container join one namespace the client made, each created
-/// with the pod's annotations. The app container exits and is deleted while
-/// the sandbox lives: the policy must stay (it is the pod's, not only the
-/// deleted container's; removing it would leave the sandbox and any other
-/// container of the pod unfiltered). Deleting the last one removes it.
+/// with the pod's annotations, here with a resolver, so the sandbox's hook
+/// starts the namespace's DNS gatekeeper (listening on port 53 there; no
+/// name is looked up). The app container must start (its hook finds the
+/// same policy in force and leaves it, rather than failing on port 53), and
+/// once it exits and is deleted the policy must stay (it is the pod's;
+/// removing it would leave the sandbox and any other container of the pod
+/// unfiltered). Deleting the last one removes it.
 #[test]
-fn deleting_one_container_of_a_shared_namespace_leaves_the_policy() {
+fn containers_sharing_a_namespace_share_its_policy() {
     let net = pair();
     let mut env = Env::new("nethook-pod");
     let netns = format!("/run/netns/{}", net.sbx);
     let v4 = net.v4(2);
     let annotations = json!({ "org.sbx-oci.network.allow": format!("{v4}:{ALLOWED}"),
-                              "org.sbx-oci.network.dns": "" });
+                              "org.sbx-oci.network.dns": v4.to_string() });
     let pause = env.id("pause");
     let bundle = env.bundle_with(&pause, &["sleep", "60"], |c| {
         annotate(c, Some(&netns), annotations.clone());

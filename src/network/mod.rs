@@ -52,8 +52,10 @@ pub const POLICY_FILE: &str = "@network.json";
 /// Beside [`POLICY_FILE`], for a policy installed in a namespace the client
 /// made: that namespace's path. Several containers share such a namespace
 /// (a pod's sandbox and its containers, each created with the pod's
-/// annotations, each replacing the one table): `delete` of one must leave
-/// the table while another of ours still uses the namespace.
+/// annotations): the hook of a later one finds the same policy in force
+/// (the first one's table and DNS gatekeeper, of which a namespace can have
+/// only one) and leaves it, and `delete` of one leaves the table while
+/// another of ours still uses the namespace.
 pub const NETNS_FILE: &str = "@network.netns";
 
 /// Whether a config.json (its bytes) may carry network annotations: a
@@ -217,6 +219,13 @@ pub fn run(args: &cli::NetworkHook) -> Result<i32> {
     let ns_path = format!("/proc/{pid}/ns/net");
     let ns = File::open(&ns_path)
         .map_err(|e| Error::io(format!("cannot open {ns_path} (the container's init)"), e))?;
+    // A pod's containers join its sandbox's namespace with the same policy:
+    // the sandbox's hook installed it and started the one gatekeeper the
+    // namespace can have (it listens on port 53 there).
+    if let Some(other) = installed_by_other(&args.policy, &ns) {
+        tracing::debug!("network hook: the same policy is in force, installed by {other:?}");
+        return Ok(0);
+    }
     // The rules first, then the way out: the namespace is never connected
     // without them. Then the gatekeeper the rules send DNS to.
     if file.mode != Mode::Full {
@@ -430,7 +439,7 @@ pub fn remove_policy(state_dir: &Path, bundle: &Path) {
     if let Some(other) = ns
         .metadata()
         .ok()
-        .and_then(|m| other_user(state_dir, m.dev(), m.ino()))
+        .and_then(|m| other_user(state_dir, m.dev(), m.ino(), None))
     {
         tracing::debug!("the policy in {path} stays: container {other:?} shares the namespace");
         return;
@@ -452,8 +461,9 @@ pub fn remove_policy(state_dir: &Path, bundle: &Path) {
 }
 
 /// Another container in the state root of `state_dir` (not yet deleted)
-/// whose policy is installed in the namespace `(dev, ino)`: its id.
-fn other_user(state_dir: &Path, dev: u64, ino: u64) -> Option<String> {
+/// whose policy is installed in the namespace `(dev, ino)`, and is
+/// `policy` (the bytes of a policy file) when given: its id.
+fn other_user(state_dir: &Path, dev: u64, ino: u64, policy: Option<&[u8]>) -> Option<String> {
     let own = state_dir.file_name()?;
     std::fs::read_dir(state_dir.parent()?)
         .ok()?
@@ -463,6 +473,20 @@ fn other_user(state_dir: &Path, dev: u64, ino: u64) -> Option<String> {
             std::fs::read_to_string(e.path().join(NETNS_FILE))
                 .and_then(std::fs::metadata)
                 .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+                && policy
+                    .is_none_or(|p| std::fs::read(e.path().join(POLICY_FILE)).is_ok_and(|q| q == p))
         })
         .map(|e| e.file_name().to_string_lossy().into_owned())
+}
+
+/// For the hook of a container whose policy was injected in a namespace
+/// the client made (`ns`): another container of ours that has the very
+/// same policy in force there.
+fn installed_by_other(policy: &Path, ns: &File) -> Option<String> {
+    if policy.file_name()? != POLICY_FILE || !policy.with_file_name(NETNS_FILE).exists() {
+        return None;
+    }
+    let bytes = std::fs::read(policy).ok()?;
+    let m = ns.metadata().ok()?;
+    other_user(policy.parent()?, m.dev(), m.ino(), Some(&bytes))
 }
