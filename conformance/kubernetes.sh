@@ -38,6 +38,7 @@ mkdir -p "$T/opt" "$T/cni/bin" "$T/cni/net.d" "$T/logs"
 CG_PARENT=/sbx-cri-$$
 HOSTNS=sbx-cri-host-$$
 SERVICE=10.213.255.1 OPEN_PORT=8081 CLOSED_PORT=8082
+SERVICE_NAME=svc.sbx-cri.test RESOLVER=127.213.0.53
 PAUSE_IMG=localhost/sbx-pause:latest
 IMG=localhost/busybox:latest
 # The runc v2 shim's --root for the k8s.io namespace (fixed, not under the
@@ -80,7 +81,7 @@ state = "$T/state"
 EOF
 C=(ctr -a "$SOCK")
 K=("${C[@]}" -n k8s.io)
-daemon="" listener=""
+daemon="" listener="" resolver=""
 
 # The CNI plugin, also as "loopback" (go-cni always adds that network), and
 # its network: the test host's namespace and service address.
@@ -119,6 +120,7 @@ cleanup() {
   for pid in $(our_pids); do [ "$pid" != $$ ] && kill -9 "$pid" 2>/dev/null; done
   cg_pids | xargs -r kill -9 2>/dev/null
   [ -n "$listener" ] && kill "$listener" 2>/dev/null
+  [ -n "$resolver" ] && kill "$resolver" 2>/dev/null
   sleep 0.2
   for d in /sys/fs/cgroup/*"$CG_PARENT"; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
@@ -229,33 +231,71 @@ expect "ctr -n k8s.io images import: the pause and busybox images" 0 "^$PAUSE_IM
 ip netns add "$HOSTNS" && ip -n "$HOSTNS" link set lo up \
   && ip -n "$HOSTNS" addr add "$SERVICE/32" dev lo || exit 2
 cat > "$T/listener.py" <<'EOF'
-import selectors, socket, sys, time
-host, ports, ready = sys.argv[1], [int(p) for p in sys.argv[2:4]], sys.argv[4]
+# tcp HOST PORT PORT READY: answers "hello-PORT" on each port.
+# dns HOST NAME ADDR READY: a resolver on UDP HOST:53 knowing NAME (A ADDR);
+# other names NXDOMAIN. Each mode ends after 10 minutes.
+import selectors, socket, struct, sys, time
+mode, host = sys.argv[1], sys.argv[2]
 sel = selectors.DefaultSelector()
-for p in ports:
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((host, p))
-    s.listen(16)
-    sel.register(s, selectors.EVENT_READ, p)
-open(ready, "w").close()
+if mode == "tcp":
+    for p in (int(sys.argv[3]), int(sys.argv[4])):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, p))
+        s.listen(16)
+        sel.register(s, selectors.EVENT_READ, p)
+else:
+    name, addr = sys.argv[3].lower(), socket.inet_aton(sys.argv[4])
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind((host, 53))
+    sel.register(u, selectors.EVENT_READ, None)
+open(sys.argv[5], "w").close()
+
+def answer(q):
+    i, labels = 12, []
+    while i < len(q) and q[i] != 0 and len(labels) < 64:
+        labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
+        i += 1 + q[i]
+    qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+    question = q[12:i + 5]
+    known = ".".join(labels).lower() == name
+    rcode = 0 if known else 3
+    body = b""
+    if known and qtype == 1:
+        body = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 30, 4) + addr
+    head = q[:2] + struct.pack("!HHHHH", 0x8180 | rcode, 1, 1 if body else 0, 0, 0)
+    return head + question + body
+
 end = time.monotonic() + 600
 while time.monotonic() < end:
     for key, _ in sel.select(timeout=1):
-        c, _ = key.fileobj.accept()
-        c.settimeout(2)
-        try:
-            c.sendall(b"hello-%d\n" % key.data)
-        except OSError:
-            pass
-        c.close()
+        if mode == "tcp":
+            c, _ = key.fileobj.accept()
+            c.settimeout(2)
+            try:
+                c.sendall(b"hello-%d\n" % key.data)
+            except OSError:
+                pass
+            c.close()
+        else:
+            q, peer = key.fileobj.recvfrom(512)
+            try:
+                key.fileobj.sendto(answer(q), peer)
+            except (OSError, IndexError, struct.error):
+                pass
 EOF
-ip netns exec "$HOSTNS" timeout 600 python3 "$T/listener.py" "$SERVICE" "$OPEN_PORT" "$CLOSED_PORT" "$T/listening" \
+ip netns exec "$HOSTNS" timeout 600 python3 "$T/listener.py" tcp "$SERVICE" "$OPEN_PORT" "$CLOSED_PORT" "$T/listening" \
   >"$T/listener.log" 2>&1 </dev/null &
 listener=$!
-disown "$listener"   # killed by cleanup, without the shell's job notice
-for _ in $(seq 50); do [ -e "$T/listening" ] && break; sleep 0.1; done
-[ -e "$T/listening" ] || { cat "$T/listener.log"; echo "kubernetes.sh: the test host's listener did not start" >&2; }
+# The resolver a pod's DNS gatekeeper asks (from the host's namespace): on
+# a loopback address of the host, knowing one name, the test host's.
+timeout 600 python3 "$T/listener.py" dns "$RESOLVER" "$SERVICE_NAME" "$SERVICE" "$T/resolving" \
+  >"$T/resolver.log" 2>&1 </dev/null &
+resolver=$!
+disown "$listener" "$resolver"   # killed by cleanup, without the shell's job notice
+for _ in $(seq 50); do [ -e "$T/listening" ] && [ -e "$T/resolving" ] && break; sleep 0.1; done
+[ -e "$T/listening" ] && [ -e "$T/resolving" ] \
+  || { cat "$T/listener.log" "$T/resolver.log"; echo "kubernetes.sh: the test host's listener or resolver did not start" >&2; }
 
 mounts_before=$(findmnt -rn -o TARGET | grep -E -- "^($T|/run/containerd)" | sort)
 if [ -x "$CRI_CHECK" ]; then
@@ -270,6 +310,7 @@ if [ -x "$CRI_CHECK" ]; then
   done < <(timeout -k 5 300 "$CRI_CHECK" --socket "$SOCK" --handler sbx-oci --image "$IMG" \
              --log-dir "$T/logs" --cgroup-parent "$CG_PARENT" --runtime-root "$RUNTIME_ROOT" \
              --test-host "$SERVICE" --open-port "$OPEN_PORT" --closed-port "$CLOSED_PORT" \
+             --service-name "$SERVICE_NAME" --resolver "$RESOLVER" \
              --streaming 2>&1 </dev/null)
   [ -n "${cri_total:-}" ] || fail "the CRI client ran to its end" "no closing line (crashed or timed out)"
 fi

@@ -16,6 +16,8 @@
 //!   --test-host IP        the test host's address, reached through CNI
 //!   --open-port N         a port the test host listens on, allowed
 //!   --closed-port N       a port the test host listens on, not allowed
+//!   --service-name NAME   the test host's name, which --resolver knows
+//!   --resolver IP         a resolver on the host's loopback (port 53)
 //!   --streaming           also check Exec through the streaming server
 //!
 //! Every wait is bounded in time; the only network peers are the test host
@@ -28,12 +30,13 @@ use std::time::{Duration, Instant};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ContainerStatusRequest,
-    CreateContainerRequest, ExecRequest, ExecSyncRequest, ImageSpec, LinuxContainerConfig,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    ListContainersRequest, ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig,
-    PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest, RemoveContainerRequest,
-    RemovePodSandboxRequest, ReopenContainerLogRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest, VersionRequest,
+    CreateContainerRequest, DnsConfig, ExecRequest, ExecSyncRequest, ImageSpec,
+    LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext, ListContainersRequest, ListPodSandboxRequest, NamespaceMode,
+    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxState,
+    PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest,
+    ReopenContainerLogRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
+    StopPodSandboxRequest, VersionRequest,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -55,6 +58,8 @@ struct Opts {
     test_host: String,
     open_port: u16,
     closed_port: u16,
+    service_name: String,
+    resolver: String,
     streaming: bool,
 }
 
@@ -85,6 +90,8 @@ fn opts() -> Result<Opts, String> {
         test_host: get("test-host")?,
         open_port: port(get("open-port")?)?,
         closed_port: port(get("closed-port")?)?,
+        service_name: get("service-name")?,
+        resolver: get("resolver")?,
         streaming,
     })
 }
@@ -849,6 +856,108 @@ async fn egress(r: &mut Report, c: &mut Client, o: &Opts) {
     end_pod(r, c, o, &pod, name, &ids).await;
 }
 
+/// A pod whose allowlist names a host: its DNS gatekeeper (one per pod)
+/// answers every container of the pod and pins what the resolver says.
+async fn dns(r: &mut Report, c: &mut Client, o: &Opts) {
+    let name = "dns";
+    let allow = format!("{}:{}", o.service_name, o.open_port);
+    let annotations = [
+        ("org.sbx-oci.network.allow", allow.as_str()),
+        ("org.sbx-oci.network.dns", o.resolver.as_str()),
+    ];
+    let mut config = pod_config(o, name, &annotations);
+    // The pod's resolv.conf names the test host; the policy sends all DNS
+    // to the gatekeeper whatever the address.
+    config.dns_config = Some(DnsConfig {
+        servers: vec![o.test_host.clone()],
+        ..Default::default()
+    });
+    let what = format!(
+        "dns: RunPodSandbox with org.sbx-oci.network.allow={allow}, org.sbx-oci.network.dns={}",
+        o.resolver
+    );
+    let pod = match run_pod(c, o, config).await {
+        Ok(p) => p,
+        Err(e) => {
+            r.check(&what, Err(e));
+            return;
+        }
+    };
+    r.check(&what, Ok(()));
+    let mut ids = Vec::new();
+    let by_name = format!("nc -w 3 {} {} </dev/null", o.service_name, o.open_port);
+    let closed = format!("nc -w 2 {} {} </dev/null", o.test_host, o.closed_port);
+    let hello_open = format!("hello-{}", o.open_port);
+    let agent = match start(c, o, &pod, "agent", "while :; do sleep 0.1; done").await {
+        Ok(id) => id,
+        Err(e) => {
+            r.check(
+                "dns: a container starts in the pod (the pod's gatekeeper runs)",
+                Err(e),
+            );
+            end_pod(r, c, o, &pod, name, &ids).await;
+            return;
+        }
+    };
+    r.check(
+        "dns: a container starts in the pod (the pod's gatekeeper runs)",
+        Ok(()),
+    );
+    ids.push(agent.clone());
+    let reach = async |c: &mut Client, id: &str| -> Check {
+        let e = exec_sync(c, id, &sh(&by_name)).await?;
+        ensure(e.code == 0 && e.stdout.trim() == hello_open, || {
+            format!(
+                "code {}, stdout {:?}, stderr {:?}",
+                e.code, e.stdout, e.stderr
+            )
+        })
+    };
+    r.check(
+        &format!("dns: ExecSync: {allow} by name (resolved by the gatekeeper, pinned) answers"),
+        reach(c, &agent).await,
+    );
+    let e = exec_sync(c, &agent, &sh(&closed)).await;
+    r.check(
+        &format!(
+            "dns: ExecSync: {}:{} stays blocked",
+            o.test_host, o.closed_port
+        ),
+        e.and_then(|e| {
+            ensure(e.code != 0, || {
+                format!("code {}, stdout {:?}", e.code, e.stdout)
+            })
+        }),
+    );
+    let what = "dns: a second container of the pod resolves and reaches the name too";
+    match start(c, o, &pod, "second", "while :; do sleep 0.1; done").await {
+        Ok(id) => {
+            ids.push(id.clone());
+            r.check(what, reach(c, &id).await);
+            let stopped = call!(c, stop_container, stop_req(&id, 2));
+            let removed = call!(c, remove_container, rm_req(&id));
+            r.check(
+                "dns: the second container stopped and removed",
+                stopped.map(drop).and(removed.map(drop)),
+            );
+            r.check(
+                "dns: ... the first still resolves and reaches the name",
+                reach(c, &agent).await,
+            );
+        }
+        Err(e) => {
+            r.check(what, Err(e));
+        }
+    }
+    let stopped = call!(c, stop_container, stop_req(&agent, 2));
+    let removed = call!(c, remove_container, rm_req(&agent));
+    r.check(
+        "dns: StopContainer and RemoveContainer",
+        stopped.map(drop).and(removed.map(drop)),
+    );
+    end_pod(r, c, o, &pod, name, &ids).await;
+}
+
 /// Exec through containerd's streaming server: the URL from Exec, then a
 /// websocket (channel.k8s.io) to it on loopback.
 async fn streaming_exec(c: &mut Client, id: &str) -> Check {
@@ -904,6 +1013,7 @@ async fn main() {
             if v_ok {
                 basic(&mut r, &mut c, &o).await;
                 egress(&mut r, &mut c, &o).await;
+                dns(&mut r, &mut c, &o).await;
             }
         }
         Err(e) => {
