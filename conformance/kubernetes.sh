@@ -45,6 +45,7 @@ IMG=localhost/busybox:latest
 # private state dir); the client checks the sandbox's state appears there.
 RUNTIME_ROOT=/run/containerd/runc/k8s.io
 netns_before=$(ls /var/run/netns 2>/dev/null)
+had_netns_dir=0; [ -e /run/netns ] && had_netns_dir=1
 # The runtime entry is the one docs/kubernetes.md gives, with private paths.
 cat > "$T/config.toml" <<EOF
 version = 2
@@ -81,7 +82,7 @@ state = "$T/state"
 EOF
 C=(ctr -a "$SOCK")
 K=("${C[@]}" -n k8s.io)
-daemon="" listener="" resolver=""
+daemon="" listener="" resolver="" client=""
 
 # The CNI plugin, also as "loopback" (go-cni always adds that network), and
 # its network: the test host's namespace and service address.
@@ -99,6 +100,8 @@ cg_pids() { find /sys/fs/cgroup/*"$CG_PARENT" -name cgroup.procs -exec cat {} + 
 
 cleanup() {
   set +e
+  # No more CRI calls: the client first.
+  [ -n "$client" ] && kill "$client" 2>/dev/null && sleep 0.5
   if [ "${failed:-0}" != 0 ] && [ -e "$T/containerd.log" ]; then
     echo "kubernetes.sh: containerd's errors and warnings (last 30):"
     grep -E 'level=(error|warning)' "$T/containerd.log" | tail -30 | sed 's/^/     | /'
@@ -117,7 +120,12 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$daemon" 2>/dev/null
   fi
-  for pid in $(our_pids); do [ "$pid" != $$ ] && kill -9 "$pid" 2>/dev/null; done
+  # Shims (and a shim being started as containerd stopped), until none is left.
+  for _ in $(seq 10); do
+    left=$(our_pids | grep -v -x $$)
+    [ -z "$left" ] && break
+    kill -9 $left 2>/dev/null; sleep 0.2
+  done
   cg_pids | xargs -r kill -9 2>/dev/null
   [ -n "$listener" ] && kill "$listener" 2>/dev/null
   [ -n "$resolver" ] && kill "$resolver" 2>/dev/null
@@ -132,6 +140,12 @@ cleanup() {
     grep -qx -F -- "$n" <<<"$netns_before" || ip netns del "$n" 2>/dev/null
   done
   ip netns del "$HOSTNS" 2>/dev/null
+  # ip(8) and containerd leave /run/netns bind-mounted on itself: undone
+  # when this run made it and nothing else is in it.
+  if [ $had_netns_dir = 0 ] && [ -d /run/netns ] && [ -z "$(ls -A /run/netns)" ]; then
+    mountpoint -q /run/netns && umount /run/netns
+    rmdir /run/netns 2>/dev/null
+  fi
   if [ $had_run_containerd = 0 ] && [ -e /run/containerd ]; then
     findmnt -rn -o TARGET | grep '^/run/containerd' | sort -r | while read -r m; do umount -l "$m"; done
     rm -rf /run/containerd
@@ -299,6 +313,14 @@ for _ in $(seq 50); do [ -e "$T/listening" ] && [ -e "$T/resolving" ] && break; 
 
 mounts_before=$(findmnt -rn -o TARGET | grep -E -- "^($T|/run/containerd)" | sort)
 if [ -x "$CRI_CHECK" ]; then
+  # In the background, so that cleanup can stop it first.
+  timeout -k 5 300 "$CRI_CHECK" --socket "$SOCK" --handler sbx-oci --image "$IMG" \
+    --log-dir "$T/logs" --cgroup-parent "$CG_PARENT" --runtime-root "$RUNTIME_ROOT" \
+    --test-host "$SERVICE" --open-port "$OPEN_PORT" --closed-port "$CLOSED_PORT" \
+    --service-name "$SERVICE_NAME" --resolver "$RESOLVER" \
+    --streaming >"$T/cri.out" 2>&1 </dev/null &
+  client=$!
+  wait "$client"; client=""
   # Its lines are this script's; its own total is folded into ours.
   while IFS= read -r line; do
     case $line in
@@ -307,11 +329,7 @@ if [ -x "$CRI_CHECK" ]; then
       *" passed, "*" failed") cri_total=$line ;;
       *) echo "     | $line" ;;
     esac
-  done < <(timeout -k 5 300 "$CRI_CHECK" --socket "$SOCK" --handler sbx-oci --image "$IMG" \
-             --log-dir "$T/logs" --cgroup-parent "$CG_PARENT" --runtime-root "$RUNTIME_ROOT" \
-             --test-host "$SERVICE" --open-port "$OPEN_PORT" --closed-port "$CLOSED_PORT" \
-             --service-name "$SERVICE_NAME" --resolver "$RESOLVER" \
-             --streaming 2>&1 </dev/null)
+  done <"$T/cri.out"
   [ -n "${cri_total:-}" ] || fail "the CRI client ran to its end" "no closing line (crashed or timed out)"
 fi
 
