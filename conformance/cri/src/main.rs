@@ -4,8 +4,8 @@
 //! check, then `N passed, M failed`; the exit status is 1 when any failed.
 //!
 //! Run by conformance/kubernetes.sh, which starts the private containerd,
-//! imports the images, makes the test host and the CNI plugin, and checks
-//! what must be gone once containerd is stopped. The options:
+//! imports the images, makes the test host and the CNI plugin, and then
+//! checks what must be gone afterwards (processes, mounts, netns). Options:
 //!
 //!   --socket PATH         containerd's grpc socket
 //!   --handler NAME        the runtime handler (sbx-oci)
