@@ -44,7 +44,6 @@ IMG=localhost/busybox:latest
 # The runc v2 shim's --root for the k8s.io namespace (fixed, not under the
 # private state dir); the client checks the sandbox's state appears there.
 RUNTIME_ROOT=/run/containerd/runc/k8s.io
-netns_before=$(ls /var/run/netns 2>/dev/null)
 had_netns_dir=0; [ -e /run/netns ] && had_netns_dir=1
 # The runtime entry is the one docs/kubernetes.md gives, with private paths.
 cat > "$T/config.toml" <<EOF
@@ -95,13 +94,20 @@ EOF
 
 # Processes whose command line names $T: containerd and its shims.
 our_pids() { grep -l -F -- "$T" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3; }
+# The namespaces of this run's pods that still exist (the CNI plugin notes
+# each pod's CNI_NETNS in its state dir).
+pod_netns() { cat "$T"/cni/state/netns.* 2>/dev/null | sort -u | while read -r n; do [ -e "$n" ] && echo "$n"; done; }
 # Processes in the pods' cgroups.
 cg_pids() { find /sys/fs/cgroup/*"$CG_PARENT" -name cgroup.procs -exec cat {} + 2>/dev/null; }
 
 cleanup() {
   set +e
   # No more CRI calls: the client first.
-  [ -n "$client" ] && kill "$client" 2>/dev/null && sleep 0.5
+  if [ -n "$client" ] && kill "$client" 2>/dev/null; then
+    sleep 0.5
+    echo "kubernetes.sh: interrupted; the CRI client's output so far:"
+    sed 's/^/     | /' "$T/cri.out" 2>/dev/null
+  fi
   if [ "${failed:-0}" != 0 ] && [ -e "$T/containerd.log" ]; then
     echo "kubernetes.sh: containerd's errors and warnings (last 30):"
     grep -E 'level=(error|warning)' "$T/containerd.log" | tail -30 | sed 's/^/     | /'
@@ -134,10 +140,10 @@ cleanup() {
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
   findmnt -rn -o TARGET | grep -F -- "$T" | sort -r | while read -r m; do umount -l "$m"; done
-  # Pod namespaces containerd made and did not remove, then the test host
-  # (its veth ends, and so the pairs, go with it).
-  for n in $(ls /var/run/netns 2>/dev/null); do
-    grep -qx -F -- "$n" <<<"$netns_before" || ip netns del "$n" 2>/dev/null
+  # Namespaces of our pods (the CNI plugin noted them) containerd did not
+  # remove, then the test host (its veth ends, and so the pairs, go with it).
+  for n in $(pod_netns); do
+    umount "$n" 2>/dev/null; rm -f "$n"
   done
   ip netns del "$HOSTNS" 2>/dev/null
   # ip(8) and containerd leave /run/netns bind-mounted on itself: undone
@@ -342,8 +348,7 @@ OUT=$(for p in $(our_pids); do [ "$p" != "$daemon" ] && [ "$p" != $$ ] && tr '\0
 expect "no shim or other process of the pods left (only containerd)" 0 '^$'
 OUT=$(comm -13 <(echo "$mounts_before") <(findmnt -rn -o TARGET | grep -E -- "^($T|/run/containerd)" | sort)); RC=0
 expect "no mount of the pods left (rootfs, shm)" 0 '^$'
-OUT=$(for n in $(ls /var/run/netns 2>/dev/null); do grep -qx -F -- "$n" <<<"$netns_before" || [ "$n" = "$HOSTNS" ] || echo "$n"; done
-      ip -n "$HOSTNS" -o link show type veth 2>/dev/null); RC=0
+OUT=$(pod_netns; ip -n "$HOSTNS" -o link show type veth 2>/dev/null); RC=0
 expect "no pod network namespace or veth left (CNI DEL ran)" 0 '^$'
 
 echo "kubernetes.sh: $(( $(date +%s) - start )) s"
