@@ -452,6 +452,50 @@ fn a_capability_the_runtime_lacks_is_named() {
     env.assert_gone(&id);
 }
 
+/// An oomScoreAdj below the runtime's own (containerd's CRI plugin asks
+/// -998 for a pod's sandbox) needs CAP_SYS_RESOURCE: without it (dropped
+/// by setpriv, as on hosts whose root lacks it) `create` names the field
+/// and the fix instead of libcontainer's bare "io error"; nothing is left.
+#[test]
+fn an_oom_score_adj_the_runtime_cannot_set_is_named() {
+    let mut env = Env::new("oomadj");
+    let id = env.id("c");
+    let bundle = env.bundle_with(&id, &["true"], |c| {
+        c["process"]["oomScoreAdj"] = json!(-998);
+    });
+    let log = env.dir.join("oom-log.json");
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-sys_resource", "--"])
+        .arg(common::BIN)
+        .arg("--root")
+        .arg(&env.root)
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-format", "json"])
+        .args(["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("process.oomScoreAdj -998 is below the runtime's own")
+            && err.contains("CAP_SYS_RESOURCE"),
+        "{err}"
+    );
+    // The shim shows the last JSON message of --log: this one.
+    let last = std::fs::read_to_string(&log).unwrap();
+    let last: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+    assert!(
+        last["msg"]
+            .as_str()
+            .unwrap()
+            .contains("process.oomScoreAdj -998"),
+        "{last}"
+    );
+    env.assert_gone(&id);
+}
+
 /// libcontainer rewrites state.json in place; a runtime killed in between
 /// leaves it empty. `delete --force` still removes the container: its
 /// processes (found through the cgroup libcontainer saved beside the

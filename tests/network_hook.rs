@@ -308,3 +308,50 @@ fn a_create_failing_after_the_policy_is_installed_removes_it() {
     env.assert_gone(&id);
     assert_eq!(table_of(&net), "", "the installed policy was removed");
 }
+
+/// A pod, as containerd's CRI plugin makes it: the sandbox (pause) container
+/// and an app container join one namespace the client made, each created
+/// with the pod's annotations, here with a resolver, so the sandbox's hook
+/// starts the namespace's DNS gatekeeper (listening on port 53 there; no
+/// name is looked up). The app container must start (its hook finds the
+/// same policy in force and leaves it, rather than failing on port 53), and
+/// once it exits and is deleted the policy must stay (it is the pod's;
+/// removing it would leave the sandbox and any other container of the pod
+/// unfiltered). Deleting the last one removes it.
+#[test]
+fn containers_sharing_a_namespace_share_its_policy() {
+    let net = pair();
+    let mut env = Env::new("nethook-pod");
+    let netns = format!("/run/netns/{}", net.sbx);
+    let v4 = net.v4(2);
+    let annotations = json!({ "org.sbx-oci.network.allow": format!("{v4}:{ALLOWED}"),
+                              "org.sbx-oci.network.dns": v4.to_string() });
+    let pause = env.id("pause");
+    let bundle = env.bundle_with(&pause, &["sleep", "60"], |c| {
+        annotate(c, Some(&netns), annotations.clone());
+    });
+    env.ok(&["create", "--bundle", bundle.to_str().unwrap(), &pause]);
+    env.ok(&["start", &pause]);
+    assert!(table_of(&net).contains("table inet sbx_oci"), "no table");
+    let app = env.id("app");
+    let probe = format!(
+        "try() {{ if echo | timeout 3 nc -w 1 {v4} $1 2>/dev/null | grep -q ok; \
+         then echo \"$1 open\"; else echo \"$1 closed\"; fi; }}; try {ALLOWED}; try {OTHER}"
+    );
+    let bundle = env.bundle_with(&app, &["sh", "-c", &probe], |c| {
+        annotate(c, Some(&netns), annotations.clone());
+    });
+    let out = env.ok(&["run", "--bundle", bundle.to_str().unwrap(), &app]);
+    assert!(out.contains(&format!("{ALLOWED} open")), "{out}");
+    assert!(out.contains(&format!("{OTHER} closed")), "{out}");
+    env.assert_gone(&app);
+    // The app container is gone; the sandbox still runs in the namespace.
+    let table = table_of(&net);
+    assert!(
+        table.contains("table inet sbx_oci") && table.contains(&v4.to_string()),
+        "the pod's policy went with one container: {table:?}"
+    );
+    env.ok(&["delete", "--force", &pause]);
+    env.assert_gone(&pause);
+    assert_eq!(table_of(&net), "", "the last container's delete removes it");
+}

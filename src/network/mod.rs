@@ -33,6 +33,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -47,6 +48,15 @@ use crate::{Error, Result, cli, nft, selfexe, uplink};
 /// The policy file's name in the container's state directory; no container
 /// id can start with '@'.
 pub const POLICY_FILE: &str = "@network.json";
+
+/// Beside [`POLICY_FILE`], for a policy installed in a namespace the client
+/// made: that namespace's path. Several containers share such a namespace
+/// (a pod's sandbox and its containers, each created with the pod's
+/// annotations): the hook of a later one finds the same policy in force
+/// (the first one's table and DNS gatekeeper, of which a namespace can have
+/// only one) and leaves it, and `delete` of one leaves the table while
+/// another of ours still uses the namespace.
+pub const NETNS_FILE: &str = "@network.netns";
 
 /// Whether a config.json (its bytes) may carry network annotations: a
 /// substring test, so that other configs pay nothing more on `create`.
@@ -111,6 +121,15 @@ pub fn inject(spec: &mut Value, policy: &Path) -> Result<bool> {
         .map_err(|e| Error::NetworkPolicy(format!("cannot encode the policy: {e}")))?;
     std::fs::write(policy, json)
         .map_err(|e| Error::io(format!("cannot write {}", policy.display()), e))?;
+    if let Some(path) = netns
+        .get("path")
+        .and_then(Value::as_str)
+        .filter(|_| has_path)
+    {
+        let file = policy.with_file_name(NETNS_FILE);
+        std::fs::write(&file, path)
+            .map_err(|e| Error::io(format!("cannot write {}", file.display()), e))?;
+    }
     let exe = selfexe::host_path()?;
     let hook = serde_json::json!({
         "path": exe.to_string_lossy(),
@@ -200,6 +219,13 @@ pub fn run(args: &cli::NetworkHook) -> Result<i32> {
     let ns_path = format!("/proc/{pid}/ns/net");
     let ns = File::open(&ns_path)
         .map_err(|e| Error::io(format!("cannot open {ns_path} (the container's init)"), e))?;
+    // A pod's containers join its sandbox's namespace with the same policy:
+    // the sandbox's hook installed it and started the one gatekeeper the
+    // namespace can have (it listens on port 53 there).
+    if let Some(other) = installed_by_other(&args.policy, &ns) {
+        tracing::debug!("network hook: the same policy is in force, installed by {other:?}");
+        return Ok(0);
+    }
     // The rules first, then the way out: the namespace is never connected
     // without them. Then the gatekeeper the rules send DNS to.
     if file.mode != Mode::Full {
@@ -376,7 +402,9 @@ pub fn undo_after_failed_create(state_dir: &Path, bundle: &Path) {
 
 /// Removes the policy's table from the client-made network namespace the
 /// container's config names (`linux.namespaces` network `path`), when
-/// `create` installed one (a policy file in `state_dir`). Best effort, on
+/// `create` installed one (a policy file in `state_dir`), unless another
+/// container of ours still uses that namespace with its policy (a pod's
+/// sandbox and containers share one: see [`NETNS_FILE`]). Best effort, on
 /// `delete`: a namespace already gone (podman removes its own) has nothing
 /// left to clean; a failure is a warning.
 pub fn remove_policy(state_dir: &Path, bundle: &Path) {
@@ -408,6 +436,14 @@ pub fn remove_policy(state_dir: &Path, bundle: &Path) {
     let Ok(ns) = File::open(&path) else {
         return;
     };
+    if let Some(other) = ns
+        .metadata()
+        .ok()
+        .and_then(|m| other_user(state_dir, m.dev(), m.ino(), None))
+    {
+        tracing::debug!("the policy in {path} stays: container {other:?} shares the namespace");
+        return;
+    }
     let removed = std::thread::scope(|s| {
         s.spawn(|| {
             nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
@@ -422,4 +458,35 @@ pub fn remove_policy(state_dir: &Path, bundle: &Path) {
         tracing::warn!("{msg}");
         eprintln!("sbx-oci: {msg}");
     }
+}
+
+/// Another container in the state root of `state_dir` (not yet deleted)
+/// whose policy is installed in the namespace `(dev, ino)`, and is
+/// `policy` (the bytes of a policy file) when given: its id.
+fn other_user(state_dir: &Path, dev: u64, ino: u64, policy: Option<&[u8]>) -> Option<String> {
+    let own = state_dir.file_name()?;
+    std::fs::read_dir(state_dir.parent()?)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != own)
+        .find(|e| {
+            std::fs::read_to_string(e.path().join(NETNS_FILE))
+                .and_then(std::fs::metadata)
+                .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+                && policy
+                    .is_none_or(|p| std::fs::read(e.path().join(POLICY_FILE)).is_ok_and(|q| q == p))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+}
+
+/// For the hook of a container whose policy was injected in a namespace
+/// the client made (`ns`): another container of ours that has the very
+/// same policy in force there.
+fn installed_by_other(policy: &Path, ns: &File) -> Option<String> {
+    if policy.file_name()? != POLICY_FILE || !policy.with_file_name(NETNS_FILE).exists() {
+        return None;
+    }
+    let bytes = std::fs::read(policy).ok()?;
+    let m = ns.metadata().ok()?;
+    other_user(policy.parent()?, m.dev(), m.ino(), Some(&bytes))
 }

@@ -276,6 +276,23 @@ fn diagnose(bundle: &Path, id: &str, err: libcontainer::error::LibcontainerError
             ));
         }
     }
+    // The kernel lets a process lower its oom_score_adj below its own only
+    // with CAP_SYS_RESOURCE; libcontainer's init reports the refusal as "io
+    // error". (containerd's CRI plugin asks -998 for a pod's sandbox.)
+    if let Some(adj) = process.oom_score_adj()
+        && let Some(own) = std::fs::read_to_string("/proc/self/oom_score_adj")
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        && adj < own
+        && !crate::caps::has_effective(crate::caps::CAP_SYS_RESOURCE)
+    {
+        return bundle_error(format!(
+            "process.oomScoreAdj {adj} is below the runtime's own oom_score_adj ({own}) and \
+             lowering it needs CAP_SYS_RESOURCE (Permission denied): ask for {own} or more, \
+             or run sbx-oci with CAP_SYS_RESOURCE (containerd's CRI plugin: \
+             restrict_oom_score_adj = true)"
+        ));
+    }
     Error::container("create", id, err)
 }
 
