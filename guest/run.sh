@@ -86,7 +86,7 @@ for line in open(sys.argv[2]):
         kind = m["target"]["kind"]
         if "test" in kind:
             exes[m["target"]["name"]] = m["executable"]
-        elif "bin" in kind and m["target"]["name"] == "sbx-oci":
+        elif "bin" in kind and m["target"]["name"] == "sbx-oci" and not m["profile"]["test"]:
             exes["sbx"] = m["executable"]
 for line in open(sys.argv[1]):
     line = line.strip()

@@ -107,7 +107,9 @@ impl Cgroup {
         let mut stats = match self.manager.stats() {
             Ok(stats) => stats,
             Err(e) if !v1 => {
-                let dir = self.v2_dir().ok_or_else(|| self.err("cannot read statistics", e))?;
+                let dir = self
+                    .v2_dir()
+                    .ok_or_else(|| self.err("cannot read statistics", e))?;
                 return Ok(v2_stats(&dir));
             }
             Err(e) => return Err(self.err("cannot read statistics", e)),

@@ -167,7 +167,8 @@ fn a_sandbox_under_systemd_reports_from_cgroup_v2() {
 #[test]
 #[ignore = "needs cgroup v2 and a block device: guest/run.sh runs it"]
 fn a_sandbox_reports_block_io_from_io_stat() {
-    let dir = std::env::var("SBX_TEST_BLOCK_DIR").expect("SBX_TEST_BLOCK_DIR (guest/job.sh sets it)");
+    let dir =
+        std::env::var("SBX_TEST_BLOCK_DIR").expect("SBX_TEST_BLOCK_DIR (guest/job.sh sets it)");
     assert!(common::cgroup_v2());
     let env = Env::new("sdio");
     let report = env.dir.join("report.json");

@@ -304,7 +304,10 @@ fn pause_freezes_and_resume_thaws() {
     env.ok(&["pause", &id]);
     assert_eq!(env.status(&id), "paused");
     let frozen_state = cgroup_read(&id, ("freezer", "freezer.state"), "cgroup.freeze");
-    assert!(matches!(frozen_state.as_str(), "FROZEN" | "1"), "{frozen_state}");
+    assert!(
+        matches!(frozen_state.as_str(), "FROZEN" | "1"),
+        "{frozen_state}"
+    );
     let frozen = count();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(count(), frozen, "a paused container does not run");

@@ -1046,14 +1046,25 @@ fn writable_paths_on_tmpfs_fall_back_where_it_cannot_idmap() {
     }
     let release = nix::sys::utsname::uname().unwrap();
     let release = release.release().to_string_lossy();
-    let mut v = release.split(['.', '-']).map(|n| n.parse::<u32>().unwrap_or(0));
+    let mut v = release
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
     let tmpfs_idmaps = (v.next().unwrap(), v.next().unwrap()) >= (6, 3);
 
     let id = env.id("o");
     let script = format!("echo x > {}/f && echo wrote", open.display());
     let (code, out, err) = run(
         &env,
-        &["--name", &id, "--rw", open.to_str().unwrap(), "--", "sh", "-c", &script],
+        &[
+            "--name",
+            &id,
+            "--rw",
+            open.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
     );
     assert_eq!((code, out.as_str()), (0, "wrote\n"), "{err}");
     let owner = std::fs::metadata(open.join("f")).unwrap().uid();
@@ -1061,7 +1072,10 @@ fn writable_paths_on_tmpfs_fall_back_where_it_cannot_idmap() {
         assert_eq!(owner, 1000, "idmapped: the file is the directory owner's");
         assert!(!err.contains("bound as it is"), "{err}");
     } else {
-        assert_eq!(owner, 65534, "bound as it is: the file is the sandbox user's");
+        assert_eq!(
+            owner, 65534,
+            "bound as it is: the file is the sandbox user's"
+        );
         assert!(
             err.contains("tmpfs does not support idmapped mounts here")
                 && err.contains("bound as it is"),
@@ -1074,7 +1088,16 @@ fn writable_paths_on_tmpfs_fall_back_where_it_cannot_idmap() {
     let script = format!("echo x > {}/f && echo wrote", closed.display());
     let (code, out, err) = run(
         &env,
-        &["--name", &id, "--rw", closed.to_str().unwrap(), "--", "sh", "-c", &script],
+        &[
+            "--name",
+            &id,
+            "--rw",
+            closed.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
     );
     if tmpfs_idmaps {
         assert_eq!((code, out.as_str()), (0, "wrote\n"), "{err}");
