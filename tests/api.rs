@@ -165,13 +165,17 @@ async fn streams_hold_the_command_back_and_cancel_it() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let running = |n: &str| {
         std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
             std::fs::read(e.path().join("cmdline"))
                 .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == n.as_bytes()))
         })
     };
+    // (An exec takes a while to start on a slow machine.)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !running("62") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(running("62"), "the command did not start");
     drop(stream);
     let deadline = Instant::now() + Duration::from_secs(5);
