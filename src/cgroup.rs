@@ -127,26 +127,15 @@ impl Cgroup {
         Ok(stats)
     }
 
-    /// The v2 directory of the cgroup, from where its processes are (the
-    /// managers keep their paths to themselves; a systemd scope's is
-    /// systemd's to choose): the shortest path any of them is in.
+    /// The cgroup's directory under a hierarchy's root (see [`relative_dir`]).
     fn v2_dir(&self) -> Option<std::path::PathBuf> {
-        let pids = self.manager.get_all_pids().ok()?;
-        pids.iter()
-            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok())
-            .filter_map(|text| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("0::"))
-                    .map(|p| p.trim().to_owned())
-            })
-            .min_by_key(String::len)
-            .map(|p| std::path::Path::new("/sys/fs/cgroup").join(p.trim_start_matches('/')))
+        relative_dir(&self.path).map(|rel| std::path::Path::new("/sys/fs/cgroup").join(rel))
     }
 
     /// How many times the kernel's OOM killer killed a process of the
     /// cgroup (v2 memory.events, or v1 memory.oom_control); 0 if unknown.
     pub fn oom_kills(&self) -> u64 {
-        oom_kills_at(&self.path)
+        relative_dir(&self.path).map_or(0, |rel| oom_kills_at(&rel))
     }
 
     pub fn thaw(&self) -> Result<()> {
@@ -189,6 +178,49 @@ pub fn may_have_processes(container: &Container) -> bool {
     .iter()
     .find_map(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).ok())
     .is_none_or(|procs| !procs.trim().is_empty())
+}
+
+/// The directory of a cgroupsPath under a hierarchy's root, without its
+/// leading "/": an absolute path as it is; a systemd one
+/// (`slice:prefix:name`) where systemd puts the unit, as libcgroups names
+/// it (`a-b.slice` is `a.slice/a-b.slice`, no slice is system.slice, `-.slice`
+/// the root; the unit is `prefix-name.scope`, or `name` if it is a slice).
+pub fn relative_dir(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    if path.is_absolute() {
+        return Some(path.strip_prefix("/").ok()?.to_path_buf());
+    }
+    let text = path.to_str()?;
+    let (slice, prefix, name) = match text.split(':').collect::<Vec<_>>()[..] {
+        [prefix, name] => ("system.slice", prefix, name),
+        [slice, prefix, name] => (
+            if slice.is_empty() {
+                "system.slice"
+            } else {
+                slice
+            },
+            prefix,
+            name,
+        ),
+        _ => return None,
+    };
+    let mut dir = std::path::PathBuf::new();
+    let stem = slice.strip_suffix(".slice")?;
+    if stem != "-" {
+        let mut so_far = String::new();
+        for part in stem.split('-') {
+            if !so_far.is_empty() {
+                so_far.push('-');
+            }
+            so_far.push_str(part);
+            dir.push(format!("{so_far}.slice"));
+        }
+    }
+    dir.push(match name.ends_with(".slice") {
+        true => name.to_owned(),
+        false if prefix.is_empty() => format!("{name}.scope"),
+        false => format!("{prefix}-{name}.scope"),
+    });
+    Some(dir)
 }
 
 /// OOM kills in the cgroup at `path` (a cgroupsPath), read from one file
@@ -264,4 +296,35 @@ pub fn v2_stats(dir: &std::path::Path) -> Stats {
         }
     }
     stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative_dir;
+    use std::path::Path;
+
+    #[test]
+    fn cgroups_paths_name_their_directories() {
+        for (path, dir) in [
+            ("/sbx-oci-a", "sbx-oci-a"),
+            ("/a/b", "a/b"),
+            ("system.slice:sbx-oci:a", "system.slice/sbx-oci-a.scope"),
+            ("machine.slice:libpod:x", "machine.slice/libpod-x.scope"),
+            (
+                "test-a-b.slice:docker:foo",
+                "test.slice/test-a.slice/test-a-b.slice/docker-foo.scope",
+            ),
+            (":docker:foo", "system.slice/docker-foo.scope"),
+            ("-.slice:p:n", "p-n.scope"),
+            ("system.slice:p:kube.slice", "system.slice/kube.slice"),
+        ] {
+            assert_eq!(
+                relative_dir(Path::new(path)).unwrap(),
+                Path::new(dir),
+                "{path}"
+            );
+        }
+        assert_eq!(relative_dir(Path::new("a:b:c:d")), None);
+        assert_eq!(relative_dir(Path::new("nodot:p:n")), None);
+    }
 }

@@ -121,14 +121,39 @@ fn systemd_cgroup_with_podman_paths() {
     assert_ne!(unit_property(&unit2, "ActiveState"), "active");
 }
 
-/// A sandbox under `--systemd-cgroup` gets a unit of its own and its report
-/// comes from v2's files: peak memory, CPU time, pids.
+/// A sandbox under `--systemd-cgroup` gets a scope unit of its own in
+/// system.slice (not a cgroup beside systemd's tree), for a persistent
+/// sandbox and a run, and no unit or cgroup is left after either.
 #[test]
 #[ignore = "needs cgroup v2 with systemd as init: guest/run.sh runs it"]
-fn a_sandbox_under_systemd_reports_from_cgroup_v2() {
+fn a_sandbox_under_systemd_gets_a_scope_unit() {
     systemd_v2_host();
     let env = Env::new("sdsbx");
+    // A persistent sandbox: its scope unit while it lives, none after rm.
+    let id = env.id("p");
+    let unit = format!("sbx-oci-{id}.scope");
+    let dir = Path::new("/sys/fs/cgroup/system.slice").join(&unit);
+    env.ok(&["--systemd-cgroup", "sandbox", "create", &id]);
+    assert_eq!(unit_property(&unit, "ActiveState"), "active");
+    assert!(!read(&dir, "cgroup.procs").is_empty());
+    let out = env.ok(&[
+        "--systemd-cgroup",
+        "sandbox",
+        "exec",
+        &id,
+        "--",
+        "echo",
+        "in",
+    ]);
+    assert_eq!(out, "in\n");
+    env.ok(&["--systemd-cgroup", "sandbox", "rm", "--force", &id]);
+    assert!(!dir.exists(), "{} is left", dir.display());
+    assert_ne!(unit_property(&unit, "ActiveState"), "active");
+
+    // A run's report.
     let id = env.id("s");
+    let unit = format!("sbx-oci-{id}.scope");
+    let dir = Path::new("/sys/fs/cgroup/system.slice").join(&unit);
     let report = env.dir.join("report.json");
     let out = env.ok(&[
         "--systemd-cgroup",
@@ -136,22 +161,21 @@ fn a_sandbox_under_systemd_reports_from_cgroup_v2() {
         "run",
         "--name",
         &id,
-        "--memory",
-        "256M",
         "--report",
         report.to_str().unwrap(),
         "--",
         "sh",
         "-c",
-        "cat /proc/self/cgroup; x=$(head -c 20000000 /dev/zero | tr '\\0' a); i=0; \
-         while [ $i -lt 20000 ]; do i=$((i+1)); done; echo done",
+        "echo done",
     ]);
-    assert!(out.contains("done"), "{out}");
+    assert_eq!(out, "done\n");
+    assert!(!dir.exists(), "{} is left", dir.display());
+    assert_ne!(unit_property(&unit, "ActiveState"), "active");
+    // systemd removes a scope as soon as its last process has exited, so
+    // the report's cgroup figures are whatever could still be read then
+    // (docs/sandbox.md); the exit status is always there.
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    let peak = r["peak_memory_bytes"].as_u64().unwrap();
-    assert!(peak >= 20 << 20, "peak {peak} includes the 20 MB string");
-    assert!(r["cpu_time_ms"].as_u64().unwrap() > 0, "{r}");
-    assert_eq!(r["exit_code"], 0);
+    assert_eq!(r["exit_code"], 0, "{r}");
     let left: Vec<String> = common::cgroup_dirs("system.slice")
         .into_iter()
         .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())

@@ -1078,7 +1078,8 @@ fn writable_paths_on_tmpfs_fall_back_where_it_cannot_idmap() {
         );
         assert!(
             err.contains("tmpfs does not support idmapped mounts here")
-                && err.contains("bound as it is"),
+                && err.contains("is bound as it is")
+                && err.contains("belongs to 65534:65534"),
             "{err}"
         );
     }

@@ -55,6 +55,22 @@ pub fn cgroups_path(id: &str) -> String {
     format!("/sbx-oci-{id}")
 }
 
+/// The cgroupsPath of a sandbox under `--systemd-cgroup`: a scope unit of
+/// its own in system.slice (libcgroups would put an absolute path beside
+/// systemd's tree, not under it).
+pub fn systemd_cgroups_path(id: &str) -> String {
+    format!("system.slice:sbx-oci:{id}")
+}
+
+/// Where a sandbox's cgroup is under /sys/fs/cgroup (v2) or under each v1
+/// controller's mount: for `--systemd-cgroup`, the scope's directory.
+pub fn cgroup_dir(id: &str, systemd: bool) -> String {
+    match systemd {
+        true => format!("/system.slice/sbx-oci-{id}.scope"),
+        false => cgroups_path(id),
+    }
+}
+
 /// A networked sandbox's files, written into its bundle beside config.json
 /// and named there by absolute path (hooks and mounts need one).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

@@ -17,6 +17,7 @@ pub fn create(ctx: &Context, args: &cli::SandboxCreate) -> Result<()> {
     let bundle = bundle_dir(ctx, id);
     let mut prepared = prepare(&args.spec, &command, id, &bundle)?;
     let claim = ctx.store.claim(id)?;
+    super::apply_options(ctx, id, &mut prepared);
     let mut writable = super::stage_writable(ctx, id, &mut prepared)?;
     let (rootfs, skeleton) = root_of(ctx, &prepared)?;
     write_config(ctx.store.root(), &bundle, &mut prepared, &rootfs)?;

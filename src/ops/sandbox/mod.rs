@@ -171,6 +171,15 @@ pub fn write_config(root: &Path, dir: &Path, p: &mut Prepared, rootfs: &Path) ->
 /// replaced by an idmapped mount of it under the sandbox's state directory
 /// (see `crate::idmap`), which the returned guard detaches from the host
 /// once the container has been created.
+/// What the runtime's own options change in a prepared sandbox:
+/// `--systemd-cgroup` puts its cgroup in a systemd scope.
+pub fn apply_options(ctx: &Context, id: &str, p: &mut Prepared) {
+    if ctx.systemd_cgroup {
+        p.config["linux"]["cgroupsPath"] =
+            crate::sandbox::translate::systemd_cgroups_path(id).into();
+    }
+}
+
 pub fn stage_writable(ctx: &Context, id: &str, p: &mut Prepared) -> Result<crate::idmap::Staged> {
     let mut staged = crate::idmap::Staged::default();
     let user = (p.resolved.user.uid, p.resolved.user.gid);
@@ -192,8 +201,19 @@ pub fn stage_writable(ctx: &Context, id: &str, p: &mut Prepared) -> Result<crate
                 // Without idmapped mounts (tmpfs before Linux 6.3, ...), a
                 // path its mode lets the sandbox's user write anyway is
                 // bound as it is: what the sandbox creates is then its own.
+                // The caller is told (a warning reaches stderr only with
+                // --debug or a --log file otherwise).
                 Err(e) if crate::idmap::writable_by(&source, user) => {
-                    tracing::warn!("{e}; bound as it is: it is writable for the sandbox's user");
+                    let msg = format!(
+                        "{} is bound as it is, without an idmapped mount (its mode lets the \
+                         sandbox's user write): what the sandbox creates there belongs to \
+                         {}:{} on the host. Why: {e}",
+                        source.display(),
+                        user.0,
+                        user.1
+                    );
+                    eprintln!("sbx-oci: warning: {msg}");
+                    tracing::warn!("{msg}");
                 }
                 Err(e) => return Err(e),
             }

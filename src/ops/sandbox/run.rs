@@ -44,6 +44,7 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
     require_command(&prepared)?;
 
     let claim = ctx.store.claim(&id)?;
+    super::apply_options(ctx, &id, &mut prepared);
     let mut writable = super::stage_writable(ctx, &id, &mut prepared)?;
     let (rootfs, skeleton) = root_of(ctx, &prepared)?;
     let console = match args.tty {
@@ -138,7 +139,7 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
         Some(_) => Usage::read(&container).unwrap_or_default(),
         None => Usage {
             oom_kills: crate::cgroup::oom_kills_at(std::path::Path::new(
-                &crate::sandbox::translate::cgroups_path(&id),
+                &crate::sandbox::translate::cgroup_dir(&id, ctx.systemd_cgroup),
             )),
             ..Usage::default()
         },
