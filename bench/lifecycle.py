@@ -5,14 +5,24 @@ runtime (runc by default), alternated run by run so both see the same machine;
 and sbx-oci's `sandbox run -- true` (host rootfs, seccomp, the sandbox's
 mounts and limits) against sbx-oci's plain `run` in the same rotation.
 
-Prints each runtime's median, p10/p90, the ratio of medians, and the peak RSS
-of one run: the largest single process, as GNU time's %M reports it (measured
-in separate runs launched by /usr/bin/time, whose own ~1 MB is the floor; a
-launcher forked from Python would add Python's RSS).
+crun (podman's default runtime) runs in the same rotation when it is
+installed. It refuses cgroup v1's hybrid layout (cgroup2 mounted beside the
+v1 controllers), so it alone runs in a private mount namespace where the
+unified hierarchy's cgroup.controllers is an empty file: the benchmark
+enters that namespace in crun's child process before its exec (setns), so
+crun pays no extra exec for it. Its bundle says ociVersion 1.0.2 (crun 1.8
+refuses later ones).
+
+Prints each runtime's median, p10/p90, the ratio of medians to runc and to
+crun, and the peak RSS of one run: the largest single process, as GNU
+time's %M reports it (measured in separate runs launched by /usr/bin/time,
+whose own ~1 MB is the floor; a launcher forked from Python would add
+Python's RSS).
 
     python3 bench/lifecycle.py [--runs 200] [--sbx target/<host>/release/sbx-oci]
-                               [--ref runc] [--also NAME=PATH ...]
+                               [--ref runc] [--crun crun|none] [--also NAME=PATH ...]
 """
+import ctypes
 import argparse
 import os
 import shutil
@@ -32,14 +42,54 @@ def command(name, binary, root, bundle, cid):
     `sandbox run -- true` on the host rootfs (sbx-oci's sandbox layer)."""
     if name == "sandbox":
         return [binary, "--root", root, "sandbox", "run", "--name", cid, "--", "true"]
+    if name == "crun":
+        bundle = bundle + "-crun"
     return [binary, "--root", root, "run", "--bundle", bundle, cid]
+
+
+# crun's private mount namespace (see the module's doc): a process that
+# made it and holds it, and an open descriptor of it.
+CRUN_NS = {"holder": None, "fd": None}
+CLONE_NEWNS = 0x00020000
+
+
+def crun_namespace():
+    """Makes the namespace crun runs in, if this host needs one (the hybrid
+    layout); returns a note for the output, or None."""
+    unified = "/sys/fs/cgroup/unified/cgroup.controllers"
+    if not os.path.exists(unified):
+        return None
+    script = ("mount --make-rprivate / && mount --bind /dev/null " + unified +
+              " && echo ready && exec sleep 100000")
+    holder = subprocess.Popen(["unshare", "-m", "sh", "-c", script],
+                              stdout=subprocess.PIPE, text=True)
+    if holder.stdout.readline().strip() != "ready":
+        sys.exit("cannot make crun's mount namespace")
+    CRUN_NS["holder"] = holder
+    CRUN_NS["fd"] = os.open(f"/proc/{holder.pid}/ns/mnt", os.O_RDONLY)
+    return ("note: crun runs in a private mount namespace whose "
+            "/sys/fs/cgroup/unified/cgroup.controllers is empty (it refuses this "
+            "hybrid cgroup layout otherwise); entered by setns before its exec")
+
+
+def enter_for(name):
+    """For subprocess's preexec_fn: crun's child enters its namespace."""
+    if name != "crun" or CRUN_NS["fd"] is None:
+        return None
+    fd = CRUN_NS["fd"]
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def enter():
+        if libc.setns(fd, CLONE_NEWNS) != 0:
+            os._exit(127)
+    return enter
 
 
 def one_run(name, binary, root, bundle, cid):
     """Runs the command once; returns its wall time in seconds."""
     start = time.perf_counter()
     proc = subprocess.run(
-        command(name, binary, root, bundle, cid),
+        command(name, binary, root, bundle, cid), preexec_fn=enter_for(name),
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
@@ -52,7 +102,7 @@ def peak_rss_kib(name, binary, root, bundle, cid):
     """Peak RSS (KiB) of the largest process of one run, via GNU time."""
     proc = subprocess.run(
         ["/usr/bin/time", "-f", "%M"] + command(name, binary, root, bundle, cid),
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+        preexec_fn=enter_for(name), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
     return int(proc.stderr.decode().strip().splitlines()[-1])
 
 
@@ -78,6 +128,8 @@ def main():
     ap.add_argument("--sbx", default=default_sbx())
     ap.add_argument("--ref", default=shutil.which("runc") or "runc",
                     help="reference runtime (runc)")
+    ap.add_argument("--crun", default=shutil.which("crun") or "none",
+                    help="crun, measured alongside when installed ('none': not)")
     ap.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
                     help="another runtime to measure alongside")
     ap.add_argument("--json", help="also write the figures to this file")
@@ -87,6 +139,8 @@ def main():
 
     sbx = os.path.abspath(args.sbx)
     runtimes = [("sbx-oci", sbx), ("runc", args.ref), ("sandbox", sbx)]
+    if args.crun != "none":
+        runtimes.append(("crun", args.crun))
     for extra in args.also:
         name, _, path = extra.partition("=")
         runtimes.append((name, path))
@@ -110,6 +164,14 @@ def main():
         cfg["process"]["args"] = ["true"]
         with open(cfg_path, "w") as f:
             json.dump(cfg, f)
+        if args.crun != "none":
+            shutil.copytree(bundle, bundle + "-crun", symlinks=True)
+            cfg["ociVersion"] = "1.0.2"
+            with open(os.path.join(bundle + "-crun", "config.json"), "w") as f:
+                json.dump(cfg, f)
+            note = crun_namespace()
+            if note:
+                print(note)
 
         times = {name: [] for name, _ in runtimes}
         rss = {name: None for name, _ in runtimes}
@@ -139,8 +201,10 @@ def main():
             print("peak RSS not measured: /usr/bin/time missing (apt-get install time)")
 
         ref = statistics.median(times["runc"])
+        crun_med = statistics.median(times["crun"]) if "crun" in times else None
         results = {}
-        print(f"{'runtime':<10} {'median':>9} {'p10':>9} {'p90':>9} {'peak RSS':>9} {'vs runc':>8}")
+        print(f"{'runtime':<10} {'median':>9} {'p10':>9} {'p90':>9} {'peak RSS':>9} {'vs runc':>8}"
+              + (f" {'vs crun':>8}" if crun_med else ""))
         for name, _ in runtimes:
             t = sorted(times[name])
             med = statistics.median(t)
@@ -150,10 +214,15 @@ def main():
             results[name] = {"median_ms": med * 1e3, "p10_ms": p10 * 1e3, "p90_ms": p90 * 1e3,
                              "peak_rss_mb": mb, "ratio": med / ref}
             shown = f"{mb:7.1f}MB" if mb else "    n/a  "
+            vs_crun = f" {med/crun_med:7.2f}x" if crun_med else ""
+            if crun_med:
+                results[name]["ratio_crun"] = med / crun_med
             print(f"{name:<10} {med*1e3:8.2f}ms {p10*1e3:8.2f}ms {p90*1e3:8.2f}ms "
-                  f"{shown} {med/ref:7.2f}x")
+                  f"{shown} {med/ref:7.2f}x{vs_crun}")
         print(f"sbx-oci/runc median ratio: {results['sbx-oci']['ratio']:.2f} "
               f"({args.runs} alternated runs each of `run` with `true`)")
+        if crun_med:
+            print(f"sbx-oci/crun median ratio: {results['sbx-oci']['ratio_crun']:.2f}")
         sandbox_ratio = results["sandbox"]["median_ms"] / results["sbx-oci"]["median_ms"]
         results["sandbox"]["vs_busybox_run"] = sandbox_ratio
         print(f"sandbox run -- true / sbx-oci run (busybox): {sandbox_ratio:.2f}")
@@ -161,6 +230,9 @@ def main():
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=1)
     finally:
+        if CRUN_NS["holder"] is not None:
+            CRUN_NS["holder"].kill()
+            CRUN_NS["holder"].wait()
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
 
