@@ -180,17 +180,20 @@ fn detached_mount(
     )
 }
 
-/// An empty directory on the host, the overlay's second layer (made once,
-/// by the first create; only root can write under /run).
+/// An empty directory on the host, the overlay's second layer where the
+/// kernel refuses a detached one (made by the first create that found so;
+/// only root can write under /run).
 const EMPTY_LAYER: &str = "/run/sbx-oci-empty-layer";
 
 /// `path` opened through a read-only overlay of its directory. overlayfs
-/// needs two lower layers when it has no upper one; the second is an empty
-/// directory, [`EMPTY_LAYER`], or where that cannot be made, an empty
-/// detached tmpfs. Layers must be attached mounts before Linux 6.15 or so
-/// (6.1 says "overlayfs: failed to clone lowerpath" for a detached one), so
-/// the directory comes first: it works on every kernel, and costs one mkdir
-/// rather than a tmpfs.
+/// needs two lower layers when it has no upper one; the second is empty: a
+/// detached tmpfs, or [`EMPTY_LAYER`] where that directory exists. Layers
+/// must be attached mounts before Linux 6.15 or so (6.1 logs "overlayfs:
+/// failed to clone lowerpath" for a detached one and fails): the first
+/// create there makes the directory, and later ones use it at once (no
+/// kernel message on each). The detached tmpfs is the cheaper one where it
+/// works (an attached layer is cloned, ~0.9 ms more per run measured on
+/// 6.18).
 fn overlay_view(path: &Path) -> std::result::Result<OwnedFd, String> {
     let dir = path.parent().ok_or("binary has no parent directory")?;
     let name = path.file_name().ok_or("binary has no file name")?;
@@ -201,17 +204,21 @@ fn overlay_view(path: &Path) -> std::result::Result<OwnedFd, String> {
             dir.display()
         ));
     }
-    let overlay = match empty_layer() {
-        Some(empty) => overlay_of(dir, Path::new(empty)),
-        None => Err(format!("no {EMPTY_LAYER}")),
+    let detached = || -> std::result::Result<OwnedFd, String> {
+        let empty = detached_mount(c"tmpfs", &[])?;
+        let empty = PathBuf::from(format!("/proc/self/fd/{}", empty.as_raw_fd()));
+        overlay_of(dir, &empty)
     };
-    let overlay = match overlay {
-        Ok(fd) => fd,
-        Err(first) => {
-            let empty = detached_mount(c"tmpfs", &[])?;
-            let empty = PathBuf::from(format!("/proc/self/fd/{}", empty.as_raw_fd()));
-            overlay_of(dir, &empty).map_err(|e| format!("{first}; with a detached tmpfs: {e}"))?
-        }
+    let attached = || match empty_layer() {
+        Some(empty) => overlay_of(dir, Path::new(empty)),
+        None => Err(format!("cannot make {EMPTY_LAYER}")),
+    };
+    let overlay = match Path::new(EMPTY_LAYER).is_dir() {
+        true => attached()?,
+        false => match detached() {
+            Ok(fd) => fd,
+            Err(first) => attached().map_err(|e| format!("{first}; with {EMPTY_LAYER}: {e}"))?,
+        },
     };
     let name = CString::new(name.as_bytes()).map_err(|e| e.to_string())?;
     // SAFETY: openat on a valid directory fd and C string.
