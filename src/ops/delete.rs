@@ -91,7 +91,15 @@ pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
     if leftovers && let Ok(cgroup) = Cgroup::of(container) {
         cgroup.kill_all()?;
     }
-    if let Err(err) = container.delete(force) {
+    let mut deleted = container.delete(force);
+    if deleted.is_err() && force && leftovers {
+        // The init killed above may vanish between libcontainer's two
+        // looks at /proc/<pid> ("File not found: /proc/N/stat", seen in
+        // the TCG guest): once more, with its status read again.
+        let _ = container.refresh_status();
+        deleted = container.delete(force);
+    }
+    if let Err(err) = deleted {
         if let Some(taken) = poststop {
             taken.restore(&container.root);
         }
