@@ -434,15 +434,7 @@ fn a_capability_the_runtime_lacks_is_named() {
                 .push(Value::from("CAP_NET_RAW"));
         }
     });
-    let out = std::process::Command::new("setpriv")
-        .args(["--bounding-set", "-net_raw", "--"])
-        .arg(common::BIN)
-        .arg("--root")
-        .arg(&env.root)
-        .args(["create", "--bundle", bundle.to_str().unwrap(), &id])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("setpriv (util-linux)");
+    let out = create_without("net_raw", &env, &[], &bundle, &id);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -464,18 +456,8 @@ fn an_oom_score_adj_the_runtime_cannot_set_is_named() {
         c["process"]["oomScoreAdj"] = json!(-998);
     });
     let log = env.dir.join("oom-log.json");
-    let out = std::process::Command::new("setpriv")
-        .args(["--bounding-set", "-sys_resource", "--"])
-        .arg(common::BIN)
-        .arg("--root")
-        .arg(&env.root)
-        .arg("--log")
-        .arg(&log)
-        .args(["--log-format", "json"])
-        .args(["create", "--bundle", bundle.to_str().unwrap(), &id])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("setpriv (util-linux)");
+    let log_args = ["--log", log.to_str().unwrap(), "--log-format", "json"];
+    let out = create_without("sys_resource", &env, &log_args, &bundle, &id);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -520,4 +502,25 @@ fn delete_force_removes_a_container_whose_state_was_cut_short() {
         "the container's process {pid} survived"
     );
     env.assert_gone(&id);
+}
+
+/// `sbx-oci [global...] create` of `bundle` as `id`, run by setpriv with
+/// `cap` out of the bounding set (as on hosts whose root lacks it).
+fn create_without(
+    cap: &str,
+    env: &Env,
+    global: &[&str],
+    bundle: &std::path::Path,
+    id: &str,
+) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(["--bounding-set", &format!("-{cap}"), "--"])
+        .arg(common::BIN)
+        .arg("--root")
+        .arg(&env.root)
+        .args(global)
+        .args(["create", "--bundle", bundle.to_str().unwrap(), id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("setpriv (util-linux)")
 }
