@@ -106,14 +106,17 @@ pub fn take(state_dir: &Path, stage: Stage) -> Result<Option<Taken>> {
     }))
 }
 
-fn save(config: &YoukiConfig, state_dir: &Path) -> Result<()> {
-    config.save(state_dir).map_err(|e| {
-        Error::io(
-            format!("cannot update hooks in {}", state_dir.display()),
-            std::io::Error::other(e),
-        )
-    })
+/// Saves libcontainer's config by rename, not as `YoukiConfig::save` does
+/// (truncate, then write): a runtime killed in between would leave it empty,
+/// and every later kill, pause or `delete --force` fails to parse it.
+pub fn save(config: &YoukiConfig, state_dir: &Path) -> Result<()> {
+    let err = |e| Error::io(format!("cannot update hooks in {}", state_dir.display()), e);
+    let json = serde_json::to_vec(config).map_err(|e| err(std::io::Error::other(e)))?;
+    crate::store::write_atomic(&state_dir.join(CONFIG_FILE), &json).map_err(err)
 }
+
+/// The file `YoukiConfig::load` reads in a container's state directory.
+const CONFIG_FILE: &str = "youki_config.json";
 
 impl Taken {
     /// Puts the hooks back (libcontainer's call failed; a retry runs them).
@@ -237,4 +240,27 @@ pub fn wrap_for_state(spec: &mut serde_json::Value, bundle: &Path) -> bool {
         }
     }
     wrapped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_config_is_what_libcontainer_loads() {
+        let dir = std::env::temp_dir().join(format!("sbx-oci-hooks-save-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = oci_spec::runtime::Spec::default();
+        let config = YoukiConfig::from_spec(&spec, "c").unwrap();
+        save(&config, &dir).unwrap();
+        let loaded = YoukiConfig::load(&dir);
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(loaded.unwrap(), config);
+        assert_eq!(left, [CONFIG_FILE], "only the config, no temporary file");
+    }
 }

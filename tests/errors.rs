@@ -504,6 +504,29 @@ fn delete_force_removes_a_container_whose_state_was_cut_short() {
     env.assert_gone(&id);
 }
 
+/// The same for libcontainer's saved config (youki_config.json), which an
+/// older runtime truncated and rewrote when it took the hooks out of it:
+/// `delete --force` of the live container makes it again from the bundle.
+#[test]
+fn delete_force_removes_a_container_whose_saved_config_was_cut_short() {
+    let mut env = Env::new("cutconfig");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["sleep", "60"]);
+    env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
+    let pid = env.pid(&id);
+    let config = env.root.join(&id).join(&id).join("youki_config.json");
+    assert!(config.exists(), "{}", config.display());
+    std::fs::write(&config, "").unwrap();
+    env.ok(&["delete", "--force", &id]);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the container's process {pid} survived"
+    );
+    env.assert_gone(&id);
+}
+
 /// `sbx-oci [global...] create` of `bundle` as `id`, run by setpriv with
 /// `cap` out of the bounding set (as on hosts whose root lacks it).
 fn create_without(

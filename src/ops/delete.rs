@@ -92,10 +92,15 @@ pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
         cgroup.kill_all()?;
     }
     let mut deleted = container.delete(force);
-    if deleted.is_err() && force && leftovers {
+    if deleted.is_err() && force {
         // The init killed above may vanish between libcontainer's two
         // looks at /proc/<pid> ("File not found: /proc/N/stat", seen in
-        // the TCG guest): once more, with its status read again.
+        // the TCG guest); a saved config cut short by an older runtime's
+        // kill fails libcontainer's own kill. Once more, with the status
+        // read again and the config made anew from the bundle.
+        if container.spec().is_err() {
+            resave_config(container);
+        }
         let _ = container.refresh_status();
         deleted = container.delete(force);
     }
@@ -114,4 +119,23 @@ pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
         crate::network::remove_policy(ours, container.bundle());
     }
     Ok(())
+}
+
+/// libcontainer's saved config made again from the bundle's config.json
+/// (hooks and cgroup path), for `delete --force` when it cannot be read.
+fn resave_config(container: &Container) {
+    let config = oci_spec::runtime::Spec::load(container.bundle().join("config.json"))
+        .ok()
+        .and_then(|spec| libcontainer::config::YoukiConfig::from_spec(&spec, container.id()).ok());
+    match config {
+        Some(config) => {
+            if let Err(e) = hooks::save(&config, &container.root) {
+                tracing::warn!("{}: {e}", container.id());
+            }
+        }
+        None => tracing::warn!(
+            "{}: neither the saved config nor the bundle's can be read",
+            container.id()
+        ),
+    }
 }
