@@ -15,7 +15,8 @@
 //! not be opened for writing (EROFS; an overlay with no upper layer can never
 //! become writable). Only create, run and exec pay for it; where overlayfs is
 //! unavailable, a sealed memfd copy is the fallback. If neither works the
-//! operation fails: never run unprotected.
+//! operation fails: never run unprotected. A binary that is already on a
+//! read-only mount (installed so) is protected as it is, and runs once.
 //!
 //! After the re-execution `/proc/self/exe` names the protected view, not the
 //! binary on the host, so the re-execution passes the host path along in
@@ -31,7 +32,7 @@ use std::sync::OnceLock;
 
 use nix::fcntl::{FcntlArg, SealFlag, fcntl};
 use nix::sys::memfd::{MemFdCreateFlag, memfd_create};
-use nix::sys::statfs::{OVERLAYFS_SUPER_MAGIC, fstatfs};
+use nix::sys::statfs::fstatfs;
 use nix::unistd::execveat;
 
 use crate::{Error, Result};
@@ -91,10 +92,12 @@ pub fn host_path() -> Result<PathBuf> {
 }
 
 /// Whether `exe` can never be opened for writing: a file on a read-only
-/// overlayfs, or a write-sealed memfd.
+/// mount (our overlay view, or a binary installed read-only: a read-only
+/// root, `/usr` or bind mount, which a container cannot remount), or a
+/// write-sealed memfd. An installed read-only binary needs no re-execution:
+/// create, run and exec then execute it once, not twice.
 pub fn is_protected(exe: &File) -> bool {
     if let Ok(fs) = fstatfs(exe.as_fd())
-        && fs.filesystem_type() == OVERLAYFS_SUPER_MAGIC
         && fs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY)
     {
         return true;

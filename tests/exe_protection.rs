@@ -47,8 +47,80 @@ fn container_cannot_overwrite_runtime_binary() {
     // Attack a copy, so a failure cannot damage the binary under test.
     let victim = env.dir.join("sbx-oci-victim");
     std::fs::copy(common::BIN, &victim).unwrap();
-    let before = std::fs::read(&victim).unwrap();
+    let (opened, log) = attack(&mut env, &victim);
+    assert!(
+        log.contains("Read-only file system")
+            || (opened.contains("/memfd:sbx-oci")
+                && (log.contains("Text file busy") || log.contains("Operation not permitted"))),
+        "writes were refused: {log}"
+    );
+}
 
+/// A binary installed on a read-only mount is protected as it is: create,
+/// run and exec execute it once (no re-execution: the runtime's processes
+/// show its own path), and the attack meets EROFS all the same.
+#[test]
+fn a_binary_installed_read_only_runs_once_and_stays_out_of_reach() {
+    let mut env = Env::new("roexe");
+    let dir = env.dir.join("ro-install");
+    std::fs::create_dir_all(&dir).unwrap();
+    let victim = dir.join("sbx-oci");
+    std::fs::copy(common::BIN, &victim).unwrap();
+    let _mount = ReadOnlyBind::new(&dir);
+
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["true"]);
+    let create = Command::new(&victim)
+        .arg("--root")
+        .arg(&env.root)
+        .args(["create", "--bundle", bundle.to_str().unwrap(), &id])
+        .status()
+        .unwrap();
+    assert!(create.success());
+    let exe = format!("/proc/{}/exe", env.pid(&id));
+    assert_eq!(std::fs::read_link(&exe).unwrap(), victim, "re-executed");
+    // With O_TRUNC the mount is checked before the file's use (ETXTBSY).
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&exe)
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    env.ok(&["delete", "--force", &id]);
+
+    let (opened, log) = attack(&mut env, &victim);
+    assert!(opened.contains(victim.to_str().unwrap()), "{opened}");
+    assert!(log.contains("Read-only file system"), "{log}");
+}
+
+/// A read-only bind mount of a directory over itself, undone on drop.
+struct ReadOnlyBind(std::path::PathBuf);
+
+impl ReadOnlyBind {
+    fn new(dir: &Path) -> ReadOnlyBind {
+        let mount = |args: &[&str]| {
+            let status = Command::new("mount").args(args).arg(dir).arg(dir).status();
+            assert!(status.unwrap().success(), "mount {args:?}");
+        };
+        mount(&["--bind"]);
+        let guard = ReadOnlyBind(dir.to_owned());
+        mount(&["-o", "remount,bind,ro"]);
+        guard
+    }
+}
+
+impl Drop for ReadOnlyBind {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Runs the attack of [`container_cannot_overwrite_runtime_binary`] with the
+/// runtime binary `victim`; checks that it reached a runtime process and
+/// that the binary is intact, and returns what the attacker logged when it
+/// opened the exe and at the end.
+fn attack(env: &mut Env, victim: &Path) -> (String, String) {
+    let before = std::fs::read(victim).unwrap();
     let attack = env.dir.join("attack");
     std::fs::create_dir_all(&attack).unwrap();
     // `--log` swallows the script path the kernel inserts, so the runtime
@@ -60,7 +132,7 @@ fn container_cannot_overwrite_runtime_binary() {
 
     // A rootfs that can run the (dynamically linked) runtime binary, as any
     // glibc-based image can: busybox plus the binary's libraries.
-    let rootfs = rootfs_with_libraries_of(&env, &victim);
+    let rootfs = rootfs_with_libraries_of(env, victim);
 
     let id = env.id("c");
     let bundle = env.bundle_with(&id, &["sh", "/root/attacker.sh"], |c| {
@@ -71,7 +143,7 @@ fn container_cannot_overwrite_runtime_binary() {
         }));
     });
     let run = |args: &[&str]| {
-        Command::new(&victim)
+        Command::new(victim)
             .arg("--root")
             .arg(&env.root)
             .args(args)
@@ -85,7 +157,7 @@ fn container_cannot_overwrite_runtime_binary() {
     wait_for(&attack.join("ready"), "", Duration::from_secs(10));
 
     // The trigger: exec the script; the kernel runs /proc/self/exe.
-    let mut exec = Command::new(&victim)
+    let mut exec = Command::new(victim)
         .arg("--root")
         .arg(&env.root)
         .args([
@@ -108,22 +180,16 @@ fn container_cannot_overwrite_runtime_binary() {
     let _ = exec.wait();
     let log = wait_for(&attack.join("log"), "done", Duration::from_secs(30));
 
-    let after = std::fs::read(&victim).unwrap();
+    let after = std::fs::read(victim).unwrap();
     assert!(after == before, "the runtime binary was modified: {log}");
     assert!(
         opened.contains("opened"),
         "the attack reached the runtime process: {log}"
     );
     assert!(!log.contains("WROTE"), "{log}");
-    assert!(
-        log.contains("Read-only file system")
-            || (opened.contains("/memfd:sbx-oci")
-                && (log.contains("Text file busy") || log.contains("Operation not permitted"))),
-        "writes were refused: {log}"
-    );
-
     assert!(run(&["delete", "--force", &id]).success());
     env.assert_gone(&id);
+    (opened, log)
 }
 
 /// Whether a write-open of the runtime binary behind `exe` (a readlink of
