@@ -83,6 +83,10 @@ pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
     // loaded or slow host: cgroup v2 in a TCG guest took ~1 s) make it
     // fail with "could not delete". Killing them ourselves first waits up
     // to 5 s for the cgroup to empty.
+    // The status as it is now: `run` holds a container loaded as running
+    // whose init has since exited (a stale status would cost it a cgroup
+    // manager and a kill sweep).
+    let _ = container.refresh_status();
     let leftovers = match container.status() {
         _ if container.pid().is_none() => true,
         ContainerStatus::Stopped => crate::cgroup::may_have_processes(container),
@@ -91,7 +95,18 @@ pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
     if leftovers && let Ok(cgroup) = Cgroup::of(container) {
         cgroup.kill_all()?;
     }
-    let mut deleted = container.delete(force);
+    // The common case, a stopped container whose cgroup is empty, without
+    // libcontainer's cgroup manager (see cgroup::remove_emptied).
+    let mut deleted = if !leftovers
+        && container.status() == ContainerStatus::Stopped
+        && container.intel_rdt_dir().is_none()
+        && crate::cgroup::remove_emptied(container)
+    {
+        std::fs::remove_dir_all(&container.root)
+            .map_err(libcontainer::error::LibcontainerError::OtherIO)
+    } else {
+        container.delete(force)
+    };
     if deleted.is_err() && force {
         // The init killed above may vanish between libcontainer's two
         // looks at /proc/<pid> ("File not found: /proc/N/stat", seen in
