@@ -19,8 +19,14 @@ time's %M reports it (measured in separate runs launched by /usr/bin/time,
 whose own ~1 MB is the floor; a launcher forked from Python would add
 Python's RSS).
 
+With --gap MS every run follows an idle pause, as a sandbox's commands do
+when an agent issues them one by one: what the first move of a process
+into a cgroup costs after an idle moment (an RCU grace period) shows then,
+and back to back it mostly does not.
+
     python3 bench/lifecycle.py [--runs 200] [--sbx target/<host>/release/sbx-oci]
                                [--ref runc] [--crun crun|none] [--also NAME=PATH ...]
+                               [--gap MS]
 """
 import ctypes
 import argparse
@@ -133,6 +139,8 @@ def main():
     ap.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
                     help="another runtime to measure alongside")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--gap", type=float, default=0,
+                    help="idle milliseconds before each run (default 0: back to back)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root")
@@ -188,6 +196,8 @@ def main():
             order = base[i % n:] + base[:i % n]
             for name, path in order:
                 root = os.path.join(state, "root-" + name)
+                if args.gap:
+                    time.sleep(args.gap / 1000)
                 secs = one_run(name, path, root, bundle, f"sbx-bench-{os.getpid()}-{i}")
                 if i >= args.warmup:
                     times[name].append(secs)
@@ -219,8 +229,9 @@ def main():
                 results[name]["ratio_crun"] = med / crun_med
             print(f"{name:<10} {med*1e3:8.2f}ms {p10*1e3:8.2f}ms {p90*1e3:8.2f}ms "
                   f"{shown} {med/ref:7.2f}x{vs_crun}")
+        gap = f", {args.gap:g} ms idle before each" if args.gap else ""
         print(f"sbx-oci/runc median ratio: {results['sbx-oci']['ratio']:.2f} "
-              f"({args.runs} alternated runs each of `run` with `true`)")
+              f"({args.runs} alternated runs each of `run` with `true`{gap})")
         if crun_med:
             print(f"sbx-oci/crun median ratio: {results['sbx-oci']['ratio_crun']:.2f}")
         sandbox_ratio = results["sandbox"]["median_ms"] / results["sbx-oci"]["median_ms"]

@@ -182,6 +182,77 @@ pub fn may_have_processes(container: &Container) -> bool {
     .is_none_or(|procs| !procs.trim().is_empty())
 }
 
+/// Starts, on a thread of its own, the wait that the first move of a process
+/// between cgroups pays: the kernel's lock for such moves
+/// (cgroup_threadgroup_rwsem) waits for an RCU grace period when no move
+/// happened moments before, 6-18 ms on this project's machine, while
+/// libcontainer's intermediate process would wait with nothing else to do.
+/// A no-op move (this process into the cgroup it is in, of the unified
+/// hierarchy) started now waits while create goes on; the container's moves
+/// then find the lock ready. Best effort: any failure is ignored, and a
+/// kernel or mount without the wait (cgroup2's favordynmods) makes it moot.
+///
+/// The thread never allocates, never exits (an exit frees memory: a fork
+/// of this process by a raw clone could inherit the allocator's lock) and
+/// blocks every signal (the foreground `run` forwards them from the main
+/// thread's handlers).
+pub fn prime_attach_lock() {
+    let Some(procs) = own_unified_procs() else {
+        return;
+    };
+    let Ok(path) = std::ffi::CString::new(procs.into_os_string().into_encoded_bytes()) else {
+        return;
+    };
+    let pid = std::process::id().to_string().into_bytes();
+    // Leaked on purpose: the thread uses them after this returns.
+    let job = Box::leak(Box::new((path, pid)));
+    extern "C" fn prime(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: `arg` is the leaked job below, never freed; only
+        // syscalls follow, on memory that lives as long as the process.
+        unsafe {
+            let (path, pid) = &*(arg as *const (std::ffi::CString, Vec<u8>));
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd >= 0 {
+                libc::write(fd, pid.as_ptr().cast(), pid.len());
+                libc::close(fd);
+            }
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    // SAFETY: plain pthread and signal mask calls; the new thread starts
+    // with every signal blocked, and the caller's mask is put back.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setstacksize(&mut attr, 64 * 1024);
+        let mut thread: libc::pthread_t = 0;
+        let arg = job as *mut (std::ffi::CString, Vec<u8>) as *mut libc::c_void;
+        if libc::pthread_create(&mut thread, &attr, prime, arg) == 0 {
+            libc::pthread_detach(thread);
+        }
+        libc::pthread_attr_destroy(&mut attr);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+}
+
+/// The cgroup.procs file of this process's cgroup in the unified hierarchy
+/// (/sys/fs/cgroup on v2, /sys/fs/cgroup/unified in v1's hybrid layout).
+fn own_unified_procs() -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let rel = path.trim_start_matches('/');
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(|root| std::path::Path::new(root).join(rel).join("cgroup.procs"))
+        .find(|p| p.exists())
+}
+
 /// Removes the cgroup of a stopped `container` whose processes are gone
 /// without a cgroup manager: each hierarchy's directory rmdir'ed, the
 /// hierarchies found in one read of the mount table (libcgroups v1 reads it
