@@ -277,6 +277,15 @@ async fn bad_input_is_a_typed_error_naming_the_field_and_leaves_nothing() {
         c.create(&id, &SandboxSpec::default()).await,
         Err(ApiError::AlreadyExists(name)) if name == id
     ));
+    // What the sandbox's state forbids is WrongState, saying the state.
+    s.suspend().await.unwrap();
+    assert!(matches!(
+        s.exec(ExecRequest::new("true")).await,
+        Err(ApiError::WrongState(m)) if m.contains("paused")
+    ));
+    assert!(matches!(s.suspend().await, Err(ApiError::WrongState(m)) if m.contains("paused")));
+    s.resume().await.unwrap();
+    assert!(matches!(s.resume().await, Err(ApiError::WrongState(m)) if m.contains("running")));
     let bad = s.exec(ExecRequest::new("true").workdir("relative")).await;
     assert_eq!(field(bad), "workdir");
     let bad = s.exec(ExecRequest::new("true").env("A=B", "c")).await;

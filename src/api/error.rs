@@ -97,7 +97,9 @@ impl ApiError {
         if msg.ends_with("already exists") && msg.starts_with("container ") {
             return ApiError::AlreadyExists(name);
         }
-        if msg.contains("needs a running container") || msg.contains("is paused") {
+        // The runtime's WrongState: "cannot OP container ID: it is STATUS".
+        let wrong_state = msg.starts_with("cannot ") && msg.contains(": it is ");
+        if wrong_state || msg.contains("is paused") {
             return ApiError::WrongState(msg.clone());
         }
         ApiError::Runtime {

@@ -120,14 +120,23 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `name` is itself on the public suffix list (`co.uk`,
-/// `github.io`), wildcard rules included (`*.ck` makes `a.ck` one).
+/// Whether `name` (lower-case ASCII) is itself a public suffix (`co.uk`,
+/// `github.io`): a rule of the Public Suffix List names it, or a wildcard
+/// rule names its parent (`*.ck` makes `a.ck` one) and no exception rule
+/// takes it out (`!www.ck`). The list is kept as text (~120 KB of read-only
+/// data, scanned only when a wildcard entry is checked) rather than as
+/// compiled code: the psl crate's ~630 KB of match arms sat in the binary's
+/// text, mapped into every run.
 fn is_public_suffix(name: &str) -> bool {
-    use psl::Psl as _;
-    psl::List
-        .suffix(name.as_bytes())
-        .is_some_and(|s| s.is_known() && s.as_bytes() == name.as_bytes())
+    let has = |rule: &str| PUBLIC_SUFFIXES.lines().any(|l| l == rule);
+    let wildcard = name
+        .split_once('.')
+        .is_some_and(|(_, parent)| has(&format!("*.{parent}")));
+    (has(name) || wildcard) && !has(&format!("!{name}"))
 }
+
+/// tools/public-suffixes.py makes it from the Public Suffix List.
+const PUBLIC_SUFFIXES: &str = include_str!("public_suffixes.txt");
 
 /// Patterns with a value each; a name finds every pattern it matches by
 /// looking up itself and each of its parent names, so the cost grows with
@@ -243,6 +252,28 @@ mod tests {
         ] {
             let err = NamePattern::parse(s).unwrap_err();
             assert!(err.contains(want), "{s:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn public_suffixes_follow_the_lists_rules() {
+        for (name, public) in [
+            ("com", true),
+            ("co.uk", true),
+            ("github.io", true),     // the list's private section
+            ("a.ck", true),          // *.ck
+            ("www.ck", false),       // !www.ck
+            ("xn--55qx5d.cn", true), // 公司.cn, as punycode
+            ("example.com", false),
+            ("bbc.co.uk", false),
+            ("a.b.ck", false), // *.ck reaches one label only
+            ("notatld", false),
+            (
+                "// the public suffix list (https://publicsuffix.org/), mozilla public license 2.0:",
+                false,
+            ),
+        ] {
+            assert_eq!(is_public_suffix(name), public, "{name}");
         }
     }
 
