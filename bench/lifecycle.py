@@ -112,6 +112,31 @@ def peak_rss_kib(name, binary, root, bundle, cid):
     return int(proc.stderr.decode().strip().splitlines()[-1])
 
 
+def make_bundles(work, with_crun):
+    """The busybox bundle running `true` in `work`, and with_crun its copy
+    for crun (BUNDLE-crun, ociVersion 1.0.2) and crun's namespace; returns
+    the bundle's path."""
+    bundle = os.path.join(work, "bundle")
+    subprocess.run([os.path.join(REPO, "bundles/busybox.sh"), bundle], check=True,
+                   stdout=subprocess.DEVNULL)
+    cfg_path = os.path.join(bundle, "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["process"]["args"] = ["true"]
+    cfg["process"]["terminal"] = False
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    if with_crun:
+        shutil.copytree(bundle, bundle + "-crun", symlinks=True)
+        cfg["ociVersion"] = "1.0.2"
+        with open(os.path.join(bundle + "-crun", "config.json"), "w") as f:
+            json.dump(cfg, f)
+        note = crun_namespace()
+        if note:
+            print(note)
+    return bundle
+
+
 def default_sbx():
     """The release binary: target/<host tuple>/release/ (.cargo/config.toml
     sets a build target), else target/release/."""
@@ -164,22 +189,7 @@ def main():
     if fstype and fstype != "tmpfs":
         print(f"note: the state roots are on {fstype}, not tmpfs (/run is not a tmpfs here)")
     try:
-        bundle = os.path.join(work, "bundle")
-        subprocess.run([os.path.join(REPO, "bundles/busybox.sh"), bundle], check=True)
-        cfg_path = os.path.join(bundle, "config.json")
-        with open(cfg_path) as f:
-            cfg = json.load(f)
-        cfg["process"]["args"] = ["true"]
-        with open(cfg_path, "w") as f:
-            json.dump(cfg, f)
-        if args.crun != "none":
-            shutil.copytree(bundle, bundle + "-crun", symlinks=True)
-            cfg["ociVersion"] = "1.0.2"
-            with open(os.path.join(bundle + "-crun", "config.json"), "w") as f:
-                json.dump(cfg, f)
-            note = crun_namespace()
-            if note:
-                print(note)
+        bundle = make_bundles(work, args.crun != "none")
 
         times = {name: [] for name, _ in runtimes}
         rss = {name: None for name, _ in runtimes}

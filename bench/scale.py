@@ -157,24 +157,7 @@ def main():
     work = tempfile.mkdtemp(prefix="sbx-scale-")
     state = tempfile.mkdtemp(prefix="sbx-scale-", dir="/run")
     try:
-        bundle = os.path.join(work, "bundle")
-        subprocess.run([os.path.join(REPO, "bundles/busybox.sh"), bundle], check=True,
-                       stdout=subprocess.DEVNULL)
-        cfg_path = os.path.join(bundle, "config.json")
-        with open(cfg_path) as f:
-            cfg = json.load(f)
-        cfg["process"]["args"] = ["true"]
-        cfg["process"]["terminal"] = False
-        with open(cfg_path, "w") as f:
-            json.dump(cfg, f)
-        if args.crun != "none":
-            shutil.copytree(bundle, bundle + "-crun", symlinks=True)
-            cfg["ociVersion"] = "1.0.2"
-            with open(os.path.join(bundle + "-crun", "config.json"), "w") as f:
-                json.dump(cfg, f)
-            note = lifecycle.crun_namespace()
-            if note:
-                print(note)
+        bundle = lifecycle.make_bundles(work, args.crun != "none")
         results = {
             "parallel_runs_per_s": parallel(runtimes, state, bundle, args.rounds),
             "list_ms": listing(runtimes, state, bundle, args.containers),
