@@ -76,7 +76,6 @@ fn dispatch(g: &sbx_oci::cli::Global, command: Command) -> Result<i32> {
             | Command::Sandbox(Sandbox::Run(_) | Sandbox::Create(_) | Sandbox::Exec(_))
     ) {
         sbx_oci::selfexe::ensure_protected()?;
-        sbx_oci::cgroup::prime_attach_lock();
     }
     let ctx = Context::new(&g.root, g.systemd_cgroup)?;
     match command {
