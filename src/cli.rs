@@ -553,6 +553,11 @@ pub struct SandboxExec {
     /// Run the command on a pseudo-terminal (this one's window size passed on)
     #[arg(short, long)]
     pub tty: bool,
+    /// With -t: send the terminal's master end to this Unix socket (runc's
+    /// protocol) instead of copying it to and from this process's streams;
+    /// the caller sets its window size
+    #[arg(long, requires = "tty", value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
     pub name: String,
     #[arg(last = true, required = true)]
     pub command: Vec<String>,

@@ -17,6 +17,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod confcheck;
 pub mod copyup;
+pub mod daemon;
 pub mod error;
 pub mod fnv;
 pub mod hooks;

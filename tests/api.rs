@@ -165,12 +165,6 @@ async fn streams_hold_the_command_back_and_cancel_it() {
         )
         .await
         .unwrap();
-    let running = |n: &str| {
-        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == n.as_bytes()))
-        })
-    };
     // (An exec takes a while to start on a slow machine.)
     let deadline = Instant::now() + Duration::from_secs(20);
     while !running("62") && Instant::now() < deadline {
@@ -216,6 +210,179 @@ async fn a_budget_is_shared_by_execs_and_then_refuses_them() {
         Err(ApiError::BudgetExhausted(name)) => assert_eq!(name, id),
         other => panic!("{other:?}"),
     }
+    s.destroy().await.unwrap();
+    env.assert_gone(&id);
+}
+
+/// Whether a process runs whose command line has `arg` in it.
+fn running(arg: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
+    })
+}
+
+/// Whether a process runs whose command line is `argv` (not a runtime's
+/// that names it).
+fn runs(argv: &[&str]) -> bool {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
+}
+
+/// Execs that overlap share the budget's one deadline: the second, started
+/// a second later, is killed with the first when the budget runs out, not a
+/// second after it; the overlap is charged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_execs_cannot_overrun_a_budget() {
+    let env = Env::new("apioverlap");
+    let c = client(&env);
+    let id = env.id("o");
+    let s = c
+        .create(
+            &id,
+            &spec(r#"{"limits": {"wall_time_ms": 3000, "budget": true}}"#),
+        )
+        .await
+        .unwrap();
+    let first = s
+        .exec_streaming(ExecRequest::new("sleep").arg("51"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !running("51") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let second = s
+        .exec_streaming(ExecRequest::new("sleep").arg("52"))
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(
+        async {
+            let st = first.wait().await.unwrap();
+            (st, Instant::now())
+        },
+        async {
+            let st = second.wait().await.unwrap();
+            (st, Instant::now())
+        }
+    );
+    for (st, _) in [a, b] {
+        assert_eq!(st.code, 124);
+        assert!(st.timed_out);
+    }
+    let apart = a.1.max(b.1) - a.1.min(b.1);
+    assert!(apart < Duration::from_millis(500), "ended {apart:?} apart");
+    assert_eq!(s.time_remaining().await.unwrap(), Some(Duration::ZERO));
+    match s.exec(ExecRequest::new("true")).await {
+        Err(ApiError::BudgetExhausted(name)) => assert_eq!(name, id),
+        other => panic!("{other:?}"),
+    }
+    s.destroy().await.unwrap();
+    env.assert_gone(&id);
+}
+
+/// A cancelled exec is charged for the time it ran (its runtime is killed;
+/// the exec's watchdog ends the command and its lease), and only for that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_exec_is_charged_for_the_time_it_ran() {
+    let env = Env::new("apicancel");
+    let c = client(&env);
+    let id = env.id("c");
+    let s = c
+        .create(
+            &id,
+            &spec(r#"{"limits": {"wall_time_ms": 60000, "budget": true}}"#),
+        )
+        .await
+        .unwrap();
+    let stream = s
+        .exec_streaming(ExecRequest::new("sleep").arg("53"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !runs(&["sleep", "53"]) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(runs(&["sleep", "53"]), "the command did not start");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while runs(&["sleep", "53"]) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!runs(&["sleep", "53"]), "the cancelled command still runs");
+    let left = s.time_remaining().await.unwrap().unwrap();
+    assert!(
+        left <= Duration::from_millis(58_500),
+        "not charged: {left:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        s.time_remaining().await.unwrap().unwrap(),
+        left,
+        "charged on after the command ended"
+    );
+    s.destroy().await.unwrap();
+    env.assert_gone(&id);
+}
+
+/// A command on a terminal of the size asked for, typed into, resized
+/// while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_on_a_terminal_can_be_typed_into_and_resized() {
+    let env = Env::new("apitty");
+    let c = client(&env);
+    let id = env.id("t");
+    let s = c.create(&id, &SandboxSpec::default()).await.unwrap();
+    // (libcontainer does not take a console size: the first may be 0 0.)
+    let script = "until [ \"$(stty size)\" != '0 0' ]; do sleep 0.05; done; stty size; \
+                  [ -t 0 ] && [ -t 1 ] && echo on-a-tty; read line; echo got:$line; \
+                  until [ \"$(stty size)\" = '40 120' ]; do sleep 0.05; done; echo resized; \
+                  echo err >&2; exit 4";
+    let mut stream = s
+        .exec_streaming(
+            ExecRequest::new("sh")
+                .arg("-c")
+                .arg(script)
+                .stdin(b"hello\n".to_vec())
+                .tty(30, 100),
+        )
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !text.contains("got:hello") {
+        assert!(Instant::now() < deadline, "{text:?}");
+        let chunk = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("ended early: {text:?}"));
+        assert_eq!(chunk.stream, Stream::Stdout);
+        text.push_str(&String::from_utf8_lossy(&chunk.data));
+    }
+    stream.resize(40, 120).unwrap();
+    while let Some(chunk) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.data));
+    }
+    assert_eq!(stream.wait().await.unwrap().code, 4, "{text:?}");
+    for want in ["30 100", "on-a-tty", "got:hello", "resized", "err"] {
+        assert!(text.contains(want), "{want}: {text:?}");
+    }
+    // Bad sizes, and a terminal where none is.
+    assert_eq!(
+        field(s.exec(ExecRequest::new("true").tty(0, 80)).await),
+        "tty"
+    );
+    let plain = s.exec_streaming(ExecRequest::new("true")).await.unwrap();
+    assert!(matches!(plain.resize(10, 10), Err(ApiError::Spec { .. })));
+    plain.wait().await.unwrap();
     s.destroy().await.unwrap();
     env.assert_gone(&id);
 }

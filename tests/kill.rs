@@ -24,6 +24,20 @@ fn wait_file(pid: i32, path: &str) -> Option<String> {
     }
 }
 
+/// Waits (up to 5 s) for `path` inside the container of `pid` to hold
+/// `want`, and returns what it last held. A shell's `>>` creates the file
+/// before it writes, so the file's existence is not enough.
+fn wait_content(pid: i32, path: &str, want: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = read_in(pid, path);
+        if got.as_deref() == Some(want) || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// "This operation MUST generate an error if it is not provided the
 /// container ID."
 #[test]
@@ -52,13 +66,11 @@ fn kill_delivers_the_signal_to_the_container_process() {
     let pid = env.pid(&id);
     assert!(wait_file(pid, "/tmp/ready").is_some(), "traps never set");
     env.ok(&["kill", &id, "USR2"]);
-    assert_eq!(wait_file(pid, "/tmp/got").as_deref(), Some("usr2\n"));
+    let want = "usr2\n";
+    assert_eq!(wait_content(pid, "/tmp/got", want).as_deref(), Some(want));
     env.ok(&["kill", &id, "1"]); // by number: SIGHUP
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while read_in(pid, "/tmp/got").as_deref() != Some("usr2\nhup\n") {
-        assert!(Instant::now() < deadline, "{:?}", read_in(pid, "/tmp/got"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let want = "usr2\nhup\n";
+    assert_eq!(wait_content(pid, "/tmp/got", want).as_deref(), Some(want));
     assert_eq!(env.status(&id), "running");
     env.ok(&["delete", "--force", &id]);
     env.assert_gone(&id);
@@ -179,7 +191,8 @@ fn kill_all_reaches_every_process_and_plain_kill_only_the_init() {
     assert_eq!(env.status(&id), "running", "the init ignores TERM");
 
     env.ok(&["kill", "--all", &id, "TERM"]);
-    assert_eq!(wait_file(pid, "/tmp/child").as_deref(), Some("term\n"));
+    let want = "term\n";
+    assert_eq!(wait_content(pid, "/tmp/child", want).as_deref(), Some(want));
     assert_eq!(env.status(&id), "running", "the init still ignores TERM");
     env.ok(&["delete", "--force", &id]);
     env.assert_gone(&id);

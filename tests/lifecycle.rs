@@ -293,10 +293,19 @@ fn pause_freezes_and_resume_thaws() {
     let bundle = env.bundle(&id, &["sh", "-c", script]);
     env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
     let pid = env.pid(&id);
+    // `echo > file` truncates before it writes: a read that finds the file
+    // empty is tried again (a container frozen in between stays that way,
+    // which the 0 after 1 s shows).
     let count = || -> u64 {
-        read_in(pid, "/tmp/count")
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            let n = read_in(pid, "/tmp/count").and_then(|s| s.trim().parse().ok());
+            match n {
+                Some(n) => return n,
+                None if std::time::Instant::now() > deadline => return 0,
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
     };
     std::thread::sleep(Duration::from_millis(200));
     assert!(count() > 0, "the counter runs");

@@ -924,6 +924,70 @@ fn exec_options_list_rm_and_probe() {
     assert!(text.contains("profile standard: "), "{text}");
 }
 
+/// A `sandbox exec` whose runtime is SIGKILLed (a supervisor, a platform
+/// dropping its stream) takes its command with it: the exec's watchdog
+/// kills the command, which would otherwise run on under the host's init
+/// with no limit, and charges the budget for the time it ran, no more.
+#[test]
+fn a_killed_exec_runtime_takes_its_command_and_is_charged() {
+    let env = Env::new("sbxwatch");
+    let id = env.id("w");
+    env.ok(&["sandbox", "create", "--timeout", "60s", "--budget", &id]);
+    let mut runtime = env
+        .command(&["sandbox", "exec", &id, "--", "sleep", "41"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x0041\x00"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sleeping() {
+        assert!(Instant::now() < deadline, "the exec never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    runtime.kill().unwrap();
+    runtime.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sleeping() {
+        assert!(
+            Instant::now() < deadline,
+            "the command outlived its runtime"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = || -> u64 {
+        let listed: Value = serde_json::from_str(&env.ok(&["sandbox", "list", "--json"])).unwrap();
+        listed[0]["time_remaining_ms"].as_u64().unwrap()
+    };
+    let first = left();
+    assert!(
+        first <= 59_000,
+        "the second it ran was not charged: {first}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(left(), first, "still charged after the command ended");
+    // And no watchdog is left waiting.
+    let watchdogs = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c == "sbx-oci-watch\n")
+                && std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == id.as_bytes()))
+        })
+        .count();
+    assert_eq!(watchdogs, 0);
+    env.ok(&["sandbox", "rm", &id]);
+    assert_sandbox_gone(&env, &id);
+}
+
 /// A writable path owned by another user (uid 1000, made here) is writable
 /// by the sandbox's user through an idmapped mount: what it creates belongs
 /// to 1000 on the host, files of others stay out of its reach, read-only

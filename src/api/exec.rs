@@ -6,14 +6,14 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{ApiError, Client, Result};
 
 /// Chunks buffered between the pipes and the caller: beyond this, the
 /// readers stop reading and the command blocks on its writes.
 const CHANNEL_CHUNKS: usize = 8;
-const CHUNK_BYTES: usize = 16 * 1024;
+pub(super) const CHUNK_BYTES: usize = 16 * 1024;
 
 /// A command to run in a sandbox. Unset fields take the sandbox's values
 /// (its user, workdir and environment).
@@ -33,6 +33,11 @@ pub struct ExecRequest {
     /// Killed after this long (status 124). A sandbox with a budget also
     /// stops it when the budget runs out.
     pub timeout: Option<Duration>,
+    /// On a pseudo-terminal of (rows, columns): its output (stdout and
+    /// stderr together, as a terminal shows them) comes as stdout chunks,
+    /// stdin is typed into it (and echoed, as a terminal does), and
+    /// [`ExecStream::resize`] changes its size.
+    pub tty: Option<(u16, u16)>,
 }
 
 impl ExecRequest {
@@ -84,6 +89,11 @@ impl ExecRequest {
         self
     }
 
+    pub fn tty(mut self, rows: u16, cols: u16) -> Self {
+        self.tty = Some((rows, cols));
+        self
+    }
+
     pub(super) fn check(&self) -> Result<()> {
         let bad = |field: &str, message: String| ApiError::Spec {
             field: field.into(),
@@ -105,11 +115,21 @@ impl ExecRequest {
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(bad("timeout", "zero: give a positive duration".into()));
         }
+        if self.tty.is_some_and(|(r, c)| r == 0 || c == 0) {
+            return Err(bad(
+                "tty",
+                "zero rows or columns: give the terminal's size".into(),
+            ));
+        }
         Ok(())
     }
 
-    fn cli_args(&self, name: &str) -> Vec<String> {
+    fn cli_args(&self, name: &str, console: Option<&std::path::Path>) -> Vec<String> {
         let mut a = vec!["sandbox".to_owned(), "exec".to_owned()];
+        if let Some(socket) = console {
+            a.push("--tty".into());
+            a.push(format!("--console-socket={}", socket.display()));
+        }
         if let Some(t) = self.timeout {
             a.push(format!("--timeout={}ms", t.as_millis().max(1)));
         }
@@ -172,12 +192,40 @@ pub struct ExecStream {
     _spec: Option<SpecPipe>,
     args: Vec<String>,
     done: bool,
+    /// `sandbox exec` (its watchdog ends the command when the runtime is
+    /// killed) rather than `sandbox run`.
+    exec: bool,
+    /// The terminal's size, with a pseudo-terminal.
+    size: Option<watch::Sender<(u16, u16)>>,
+    _console: Option<super::tty::ConsoleDir>,
+}
+
+/// With a pseudo-terminal: where the master end comes, and its size.
+pub(super) struct Tty {
+    listener: tokio::net::UnixListener,
+    dir: super::tty::ConsoleDir,
+    size: (u16, u16),
 }
 
 pub(super) async fn start(client: &Client, name: &str, req: ExecRequest) -> Result<ExecStream> {
     req.check()?;
-    let args = req.cli_args(name);
-    spawn(client, args, req.stdin, None).await
+    let tty = match req.tty {
+        Some(size) => {
+            let (dir, listener) = super::tty::ConsoleDir::new().map_err(|e| ApiError::Runtime {
+                op: "exec",
+                message: format!("cannot listen for the terminal: {e}"),
+            })?;
+            Some(Tty {
+                listener,
+                dir,
+                size,
+            })
+        }
+        None => None,
+    };
+    let socket = tty.as_ref().map(|t| t.dir.socket());
+    let args = req.cli_args(name, socket.as_deref());
+    spawn(client, args, req.stdin, None, tty).await
 }
 
 /// Runs the runtime with `args` (a command after "--", the sandbox's name
@@ -186,11 +234,14 @@ pub(super) async fn start(client: &Client, name: &str, req: ExecRequest) -> Resu
 pub(super) async fn spawn(
     client: &Client,
     args: Vec<String>,
-    stdin: Option<Vec<u8>>,
+    mut stdin: Option<Vec<u8>>,
     spec: Option<SpecPipe>,
+    tty: Option<Tty>,
 ) -> Result<ExecStream> {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let (mut cmd, log) = client.command(&argv)?;
+    // With a terminal, stdin is typed into it, not given to the runtime.
+    let typed = if tty.is_some() { stdin.take() } else { None };
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -207,12 +258,34 @@ pub(super) async fn spawn(
         });
     }
     let (tx, chunks) = mpsc::channel(CHANNEL_CHUNKS);
+    // The runtime's stdout ends when it does (nothing else holds it with a
+    // terminal): then the terminal is read out and closed.
+    let (gone_tx, gone) = watch::channel(false);
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(pump(out, Stream::Stdout, tx.clone()));
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            pump(out, Stream::Stdout, tx).await;
+            let _ = gone_tx.send(true);
+        });
     }
+    let (size, console) = match tty {
+        Some(t) => {
+            let (size_tx, size_rx) = watch::channel(t.size);
+            tokio::spawn(super::tty::serve(
+                t.listener,
+                size_rx,
+                typed,
+                tx.clone(),
+                gone,
+            ));
+            (Some(size_tx), Some(t.dir))
+        }
+        None => (None, None),
+    };
     if let Some(err) = child.stderr.take() {
         tokio::spawn(pump(err, Stream::Stderr, tx));
     }
+    let exec = args.get(1).is_some_and(|a| a == "exec");
     Ok(ExecStream {
         child,
         chunks,
@@ -220,6 +293,9 @@ pub(super) async fn spawn(
         _spec: spec,
         args,
         done: false,
+        exec,
+        size,
+        _console: console,
     })
 }
 
@@ -285,6 +361,23 @@ impl ExecStream {
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
+
+    /// Gives the command's terminal a new size (the command gets SIGWINCH).
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
+        let bad = |message: &str| ApiError::Spec {
+            field: "tty".into(),
+            message: message.into(),
+        };
+        if rows == 0 || cols == 0 {
+            return Err(bad("zero rows or columns: give the terminal's size"));
+        }
+        let size = self
+            .size
+            .as_ref()
+            .ok_or_else(|| bad("the command has no terminal (ExecRequest::tty)"))?;
+        let _ = size.send((rows, cols));
+        Ok(())
+    }
 }
 
 impl Drop for ExecStream {
@@ -292,9 +385,16 @@ impl Drop for ExecStream {
         if self.done {
             return;
         }
-        // The runtime and its descendants: the command and what it started.
-        if let Some(pid) = self.child.id() {
-            crate::signal::kill_tree(nix::unistd::Pid::from_raw(pid as i32));
+        let Some(pid) = self.child.id() else { return };
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        if self.exec {
+            // The runtime alone: its watchdog then kills the command and
+            // what it started, and charges the sandbox's budget for it.
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        } else {
+            // The runtime and its descendants: the sandbox's init and what
+            // it started.
+            crate::signal::kill_tree(pid);
         }
     }
 }

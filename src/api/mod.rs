@@ -38,6 +38,7 @@
 
 mod error;
 mod exec;
+mod tty;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -137,6 +138,14 @@ impl Client {
     ) -> Result<ExecStream> {
         let mut spec = spec.clone();
         req.check()?;
+        if req.tty.is_some() {
+            return Err(ApiError::Spec {
+                field: "tty".into(),
+                message: "a one-shot run has no terminal here: create a sandbox and exec \
+                          with a tty in it"
+                    .into(),
+            });
+        }
         spec.env.extend(req.env.iter().cloned());
         if let Some(w) = &req.workdir {
             spec.workdir = Some(w.clone());
@@ -166,7 +175,7 @@ impl Client {
             args.extend(["--name".to_owned(), n.to_owned()]);
         }
         args.push("--".into());
-        exec::spawn(self, args, req.stdin, Some(pipe)).await
+        exec::spawn(self, args, req.stdin, Some(pipe), None).await
     }
 
     /// Every sandbox in the state root.

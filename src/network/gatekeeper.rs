@@ -225,7 +225,7 @@ fn child(opened: Opened, pidfd: OwnedFd, gate: Gate, ready: OwnedFd) -> i32 {
     let mut keep: Vec<RawFd> = vec![pidfd.as_raw_fd(), gate.nl.as_raw_fd(), ready.as_raw_fd()];
     keep.extend(opened.udp.iter().map(|s| s.as_raw_fd()));
     keep.extend(opened.tcp.iter().map(|s| s.as_raw_fd()));
-    detach_fds(&keep);
+    crate::daemon::detach_fds(&keep);
     forget_inherited_pages();
     if drop_privileges().is_err() {
         return 1;
@@ -241,29 +241,6 @@ fn child(opened: Opened, pidfd: OwnedFd, gate: Gate, ready: OwnedFd) -> i32 {
     let _ = nix::unistd::write(&ready, b"1");
     drop(ready);
     local.block_on(&rt, serve(opened, pidfd, gate))
-}
-
-/// Standard streams to /dev/null, every other descriptor but `keep` closed:
-/// the hook's caller may be reading its stdout and stderr until they close.
-fn detach_fds(keep: &[RawFd]) {
-    if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
-    }
-    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    for fd in open {
-        if fd > 2 && !keep.contains(&fd) {
-            // SAFETY: closes a descriptor this process owns and no longer uses.
-            unsafe { libc::close(fd) };
-        }
-    }
 }
 
 /// The binary's pages the hook touched (argument parsing, JSON, the rules)

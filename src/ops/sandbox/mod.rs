@@ -18,6 +18,7 @@ pub mod skeleton;
 pub mod snapshot;
 pub mod stats;
 pub mod tty;
+pub mod watchdog;
 
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
