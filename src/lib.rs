@@ -16,6 +16,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod cli;
 pub mod confcheck;
+pub mod context;
 pub mod copyup;
 pub mod daemon;
 pub mod error;
@@ -36,6 +37,7 @@ pub mod seccomp;
 pub mod selfexe;
 pub mod signal;
 pub mod store;
+pub mod teardown;
 pub mod units;
 pub mod uplink;
 

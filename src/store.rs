@@ -16,6 +16,7 @@ use crate::{Error, Result};
 
 pub const DEFAULT_ROOT: &str = "/run/sbx-oci";
 
+#[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
 }

@@ -59,6 +59,22 @@ impl ApiError {
         }
     }
 
+    /// An error of an in-process call about sandbox `name`.
+    pub(crate) fn from_error(op: &'static str, name: &str, e: crate::Error) -> ApiError {
+        match e {
+            crate::Error::NotFound(_) => ApiError::NotFound(name.to_owned()),
+            crate::Error::InvalidId { .. } => ApiError::Spec {
+                field: "name".into(),
+                message: e.to_string(),
+            },
+            crate::Error::WrongState { .. } => ApiError::WrongState(e.to_string()),
+            other => ApiError::Runtime {
+                op,
+                message: crate::error::chain(&other),
+            },
+        }
+    }
+
     /// The runtime failed: `errors` are the messages of its error log.
     pub(crate) fn from_runtime(
         op: &'static str,

@@ -1,9 +1,9 @@
 //! `run`: create + start, then (unless --detach) wait, delete, and exit with
 //! the container's status (128+N when killed by signal N).
 
-use super::delete::delete_loaded;
 use super::start::start_loaded;
 use super::{Context, create, forward, wait_exit};
+use crate::teardown::delete_loaded;
 use crate::{Result, cli};
 
 /// Returns the exit code for the process to exit with.

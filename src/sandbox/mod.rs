@@ -6,13 +6,19 @@
 //! `SandboxSpec` (file + flags) → [`resolve`](model::SandboxSpec::resolve)
 //! with its profile's defaults → [`validate`] → [`translate`] into an OCI
 //! `Spec` and a [`RootfsPlan`](translate::RootfsPlan). The effects — looking
-//! at host paths, writing the bundle — are in [`host`] and `ops::sandbox`.
+//! at host paths, writing the bundle — are in [`host`] and `ops::sandbox`;
+//! what a sandbox keeps beside its container, and what is read or removed
+//! from it without forking (for the CLI and the API alike), in [`state`];
+//! what the host supports, in [`probe`].
 
+pub mod budget;
 pub mod flags;
 pub mod host;
 pub mod info;
 pub mod model;
+pub mod probe;
 pub mod seccomp;
+pub mod state;
 pub mod translate;
 pub mod validate;
 

@@ -6,7 +6,6 @@
 //! bundle directory of its own: removing a directory costs ~0.25 ms on an
 //! ext4 state root.
 
-pub mod budget;
 pub mod bundle;
 pub mod create;
 pub mod exec;
@@ -24,13 +23,11 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use libcontainer::container::Container;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
 use super::{Context, wait_status};
-use crate::cgroup::Cgroup;
 use crate::cli::SpecFlags;
 pub use crate::sandbox::info::Usage;
 use crate::sandbox::model::RootfsSource;
@@ -38,8 +35,10 @@ use crate::sandbox::translate::{self, NetworkFiles};
 use crate::sandbox::{Resolved, RootfsPlan, SandboxSpec, flags, host, validate};
 use crate::{Error, Result};
 
-pub const SNAPSHOT_DIR: &str = "@snapshots";
-const RESOLVED_FILE: &str = "sandbox.json";
+pub use crate::sandbox::budget;
+pub use crate::sandbox::state::{
+    SNAPSHOT_DIR, Saved, SavedNetwork, bundle_dir, load_saved, save_resolved,
+};
 
 /// A spec checked and translated: nothing has been created yet.
 pub struct Prepared {
@@ -234,58 +233,6 @@ pub fn root_of(ctx: &Context, p: &Prepared) -> Result<(PathBuf, Option<skeleton:
     Ok((path.clone(), None))
 }
 
-/// The bundle directory of sandbox `id`: its state directory.
-pub fn bundle_dir(ctx: &Context, id: &str) -> PathBuf {
-    ctx.store.dir(id)
-}
-
-pub fn save_resolved(ctx: &Context, id: &str, r: &Resolved) -> Result<()> {
-    let path = bundle_dir(ctx, id).join(RESOLVED_FILE);
-    let json = serde_json::to_vec(r).unwrap_or_default();
-    std::fs::write(&path, json)
-        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
-}
-
-/// What `sandbox exec/stats/snapshot` need to know about a sandbox.
-#[derive(serde::Deserialize)]
-pub struct Saved {
-    pub workdir: PathBuf,
-    pub wall_time_ms: Option<u64>,
-    #[serde(default)]
-    pub budget: bool,
-    #[serde(default)]
-    pub profile: String,
-    #[serde(default)]
-    pub memory_bytes: u64,
-    #[serde(default)]
-    pub cpus: f64,
-    #[serde(default)]
-    pub pids: u64,
-    #[serde(default)]
-    pub network: SavedNetwork,
-}
-
-#[derive(serde::Deserialize, Default)]
-pub struct SavedNetwork {
-    #[serde(default)]
-    pub mode: String,
-}
-
-pub fn load_saved(ctx: &Context, id: &str) -> Result<Saved> {
-    let path = bundle_dir(ctx, id).join(RESOLVED_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|_| {
-        if ctx.store.exists(id) {
-            Error::InvalidArgument(format!(
-                "container {id:?} is not a sandbox (create one with `sbx-oci sandbox create`)"
-            ))
-        } else {
-            Error::NotFound(id.to_owned())
-        }
-    })?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))
-}
-
 /// A unique id for a one-shot sandbox.
 pub fn new_id() -> String {
     let nanos = std::time::SystemTime::now()
@@ -331,37 +278,6 @@ pub fn wait_until(pid: Pid, deadline: Option<Instant>) -> Result<Ended> {
             Ok(_) => return wait_status(pid).map(Ended::Exited),
             Err(e) => return Err(Error::io("cannot wait for the sandbox", e.into())),
         }
-    }
-}
-
-impl Usage {
-    /// The usage of `container`, from its cgroup.
-    pub fn read(container: &Container) -> Result<Usage> {
-        let cgroup = Cgroup::of(container)?;
-        let s = cgroup.stats()?;
-        let io = |op: &str| {
-            s.blkio
-                .service_bytes
-                .iter()
-                .filter(|e| {
-                    e.op_type
-                        .as_deref()
-                        .is_some_and(|o| o.eq_ignore_ascii_case(op))
-                })
-                .map(|e| e.value)
-                .sum()
-        };
-        Ok(Usage {
-            cpu_time_ms: s.cpu.usage.usage_total / 1_000_000,
-            memory_bytes: s.memory.memory.usage,
-            peak_memory_bytes: s.memory.memory.max_usage,
-            memory_limit_bytes: s.memory.memory.limit,
-            pids: s.pids.current,
-            pids_limit: s.pids.limit,
-            read_bytes: io("read"),
-            write_bytes: io("write"),
-            oom_kills: cgroup.oom_kills(),
-        })
     }
 }
 

@@ -81,7 +81,7 @@ pub fn run(ctx: &Context, args: &cli::SandboxRun) -> Result<i32> {
     // `delete --force`'s removal: poststop hooks as warnings, a networked
     // sandbox's teardown in-process.
     let cleanup = |container: &mut libcontainer::container::Container| {
-        let _ = crate::ops::delete::delete_loaded(container, true);
+        let _ = crate::teardown::delete_loaded(container, true);
         let _ = ctx.store.remove(&id);
     };
     let Some(pid) = container.pid() else {
