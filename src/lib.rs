@@ -16,6 +16,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod cli;
 pub mod confcheck;
+pub mod console;
 pub mod context;
 pub mod copyup;
 pub mod daemon;

@@ -11,7 +11,7 @@ mod backend;
 use std::time::{Duration, Instant};
 
 use common::{BIN, Env};
-use sbx_oci::api::{ApiError, Client, ExecRequest, Stream};
+use sbx_oci::api::{ApiError, Client, ExecRequest, ExecStream, Stream};
 use sbx_oci::sandbox::SandboxSpec;
 
 /// The field a Spec error names (any other outcome fails the test).
@@ -235,34 +235,50 @@ fn runs(argv: &[&str]) -> bool {
         .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
 }
 
+/// A sandbox of `env` with a budget of `ms`, and `sleep SECS` streaming in
+/// it, once that command runs.
+async fn budget_with_a_sleeper(
+    env: &Env,
+    name: &str,
+    ms: u64,
+    secs: &str,
+) -> (sbx_oci::api::Sandbox, ExecStream) {
+    let s = client(env)
+        .create(
+            &env.id(name),
+            &spec(&format!(
+                r#"{{"limits": {{"wall_time_ms": {ms}, "budget": true}}}}"#
+            )),
+        )
+        .await
+        .unwrap();
+    let stream = sleeper(&s, secs).await;
+    (s, stream)
+}
+
+/// `sleep SECS` streaming in `s`, once it runs.
+async fn sleeper(s: &sbx_oci::api::Sandbox, secs: &str) -> ExecStream {
+    let stream = s
+        .exec_streaming(ExecRequest::new("sleep").arg(secs))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !runs(&["sleep", secs]) {
+        assert!(Instant::now() < deadline, "sleep {secs} did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stream
+}
+
 /// Execs that overlap share the budget's one deadline: the second, started
 /// a second later, is killed with the first when the budget runs out, not a
 /// second after it; the overlap is charged once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_execs_cannot_overrun_a_budget() {
     let env = Env::new("apioverlap");
-    let c = client(&env);
-    let id = env.id("o");
-    let s = c
-        .create(
-            &id,
-            &spec(r#"{"limits": {"wall_time_ms": 3000, "budget": true}}"#),
-        )
-        .await
-        .unwrap();
-    let first = s
-        .exec_streaming(ExecRequest::new("sleep").arg("51"))
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !running("51") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (s, first) = budget_with_a_sleeper(&env, "o", 3000, "51").await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let second = s
-        .exec_streaming(ExecRequest::new("sleep").arg("52"))
-        .await
-        .unwrap();
+    let second = sleeper(&s, "52").await;
     let (a, b) = tokio::join!(
         async {
             let st = first.wait().await.unwrap();
@@ -281,11 +297,11 @@ async fn overlapping_execs_cannot_overrun_a_budget() {
     assert!(apart < Duration::from_millis(500), "ended {apart:?} apart");
     assert_eq!(s.time_remaining().await.unwrap(), Some(Duration::ZERO));
     match s.exec(ExecRequest::new("true")).await {
-        Err(ApiError::BudgetExhausted(name)) => assert_eq!(name, id),
+        Err(ApiError::BudgetExhausted(name)) => assert_eq!(name, s.name()),
         other => panic!("{other:?}"),
     }
     s.destroy().await.unwrap();
-    env.assert_gone(&id);
+    env.assert_gone(s.name());
 }
 
 /// A cancelled exec is charged for the time it ran (its runtime is killed;
@@ -293,24 +309,7 @@ async fn overlapping_execs_cannot_overrun_a_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_exec_is_charged_for_the_time_it_ran() {
     let env = Env::new("apicancel");
-    let c = client(&env);
-    let id = env.id("c");
-    let s = c
-        .create(
-            &id,
-            &spec(r#"{"limits": {"wall_time_ms": 60000, "budget": true}}"#),
-        )
-        .await
-        .unwrap();
-    let stream = s
-        .exec_streaming(ExecRequest::new("sleep").arg("53"))
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !runs(&["sleep", "53"]) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(runs(&["sleep", "53"]), "the command did not start");
+    let (s, stream) = budget_with_a_sleeper(&env, "c", 60_000, "53").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     drop(stream);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -330,7 +329,7 @@ async fn a_cancelled_exec_is_charged_for_the_time_it_ran() {
         "charged on after the command ended"
     );
     s.destroy().await.unwrap();
-    env.assert_gone(&id);
+    env.assert_gone(s.name());
 }
 
 /// A command on a terminal of the size asked for, typed into, resized

@@ -4,7 +4,7 @@
 //! copy between the master and the stream's chunks and stdin ourselves, so
 //! that the window size can change while the command runs.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use tokio::io::Interest;
@@ -170,36 +170,11 @@ fn set_window_size(fd: &AsyncFd<OwnedFd>, (rows, cols): (u16, u16)) {
 
 /// The descriptor in the first message on `conn`.
 async fn receive_fd(conn: &tokio::net::UnixStream) -> Option<OwnedFd> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     loop {
         conn.readable().await.ok()?;
-        let got = conn.try_io(Interest::READABLE, || {
-            let mut buf = [0u8; 4096];
-            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-            let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-            let msg = recvmsg::<()>(
-                conn.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
-            )
-            .map_err(std::io::Error::from)?;
-            let mut fd = None;
-            for c in msg.cmsgs().map_err(std::io::Error::from)? {
-                if let ControlMessageOwned::ScmRights(fds) = c {
-                    for (i, raw) in fds.into_iter().enumerate() {
-                        // SAFETY: descriptors just received, owned by
-                        // nobody else; the first is kept, others closed.
-                        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                        if i == 0 && fd.is_none() {
-                            fd = Some(owned);
-                        }
-                    }
-                }
-            }
-            Ok(fd)
-        });
-        match got {
+        match conn.try_io(Interest::READABLE, || {
+            crate::console::receive_fd(conn.as_raw_fd(), true)
+        }) {
             Ok(fd) => return fd,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(_) => return None,

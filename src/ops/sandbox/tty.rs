@@ -5,13 +5,12 @@
 //! stdout (our terminal in raw mode while it runs, its window size passed
 //! on, and again whenever it changes).
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::sys::termios::{SetArg, Termios, cfmakeraw, tcgetattr, tcsetattr};
 use nix::unistd::Pid;
 
@@ -40,23 +39,8 @@ impl Console {
     pub fn master(&self) -> Result<OwnedFd> {
         let err = |e: std::io::Error| Error::io("cannot receive the terminal", e);
         let (conn, _) = self.listener.accept().map_err(err)?;
-        let mut buf = [0u8; 4096];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .map_err(|e| err(e.into()))?;
-        for c in msg.cmsgs().map_err(|e| err(e.into()))? {
-            if let ControlMessageOwned::ScmRights(fds) = c
-                && let Some(fd) = fds.first()
-            {
-                // SAFETY: a descriptor just received, owned by nobody else.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
+        if let Some(fd) = crate::console::receive_fd(conn.as_raw_fd(), false).map_err(err)? {
+            return Ok(fd);
         }
         Err(err(std::io::Error::other("no descriptor in the message")))
     }
