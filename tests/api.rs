@@ -515,3 +515,40 @@ async fn a_one_shot_run_streams_its_command_and_leaves_nothing() {
     assert!(slow.timed_out);
     env.assert_gone(&id);
 }
+
+/// `Client::bundle`: the bundle of a spec runs under runc, as the CLI's
+/// `sandbox bundle` does; a spec without a command, or with a bad field, is
+/// a typed error and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_from_the_api_runs_under_runc() {
+    let env = Env::new("apibundle");
+    let c = client(&env);
+    let id = env.id("b");
+    let out = env.dir.join("bundle");
+    let mut s = spec(r#"{"env": {"X": "from-the-spec"}}"#);
+    assert_eq!(field(c.bundle(&id, &s, &out).await), "command");
+    s.command = Some(vec!["sh".into(), "-c".into(), "echo $X; id -u".into()]);
+    let bad = spec(r#"{"limits": {"memory_bytes": 1000}, "command": ["true"]}"#);
+    assert_eq!(
+        field(c.bundle(&id, &bad, &out).await),
+        "limits.memory_bytes"
+    );
+    assert!(!out.exists(), "a refused bundle wrote {}", out.display());
+    c.bundle(&id, &s, &out).await.unwrap();
+    assert!(
+        c.list().await.unwrap().is_empty(),
+        "a bundle made a sandbox"
+    );
+    let run = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(env.dir.join("runc"))
+        .args(["run", "--bundle", out.to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("runc (apt-get install runc)");
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "from-the-spec\n65534\n"
+    );
+}

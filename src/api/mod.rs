@@ -209,6 +209,37 @@ impl Client {
         exec::spawn(self, args, req.stdin, Some(pipe), None).await
     }
 
+    /// Writes the OCI bundle of `spec` (its `command` is the process) into
+    /// `out` (absent or empty), for any OCI runtime: runc, crun, podman's
+    /// `--runtime`. `name` is the sandbox id it is made for (it names the
+    /// cgroup). Nothing is created in the state root.
+    pub async fn bundle(&self, name: &str, spec: &SandboxSpec, out: &Path) -> Result<()> {
+        crate::store::validate_id(name).map_err(|e| ApiError::from_library("name", e))?;
+        if spec.command.as_ref().is_none_or(|c| c.is_empty()) {
+            return Err(ApiError::Spec {
+                field: "command".into(),
+                message: "a bundle needs the command its process runs".into(),
+            });
+        }
+        crate::sandbox::validate::validate(&spec.resolve())
+            .map_err(|e| ApiError::from_library("spec", e))?;
+        let json = serde_json::to_vec(spec).map_err(|e| ApiError::Protocol {
+            op: "bundle",
+            message: e.to_string(),
+        })?;
+        let pipe = exec::SpecPipe::new(&json).map_err(|e| self.spawn_error(e))?;
+        let (path, out) = (pipe.path(), out.to_string_lossy().into_owned());
+        self.call(
+            "bundle",
+            &[
+                "sandbox", "bundle", "--spec", &path, "--out", &out, "--name", name,
+            ],
+        )
+        .await?;
+        drop(pipe);
+        Ok(())
+    }
+
     /// Every sandbox in the state root.
     pub async fn list(&self) -> Result<Vec<SandboxInfo>> {
         self.local("list", "", crate::sandbox::state::entries).await
