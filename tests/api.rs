@@ -456,6 +456,14 @@ async fn bad_input_is_a_typed_error_naming_the_field_and_leaves_nothing() {
     assert_eq!(field(bad), "workdir");
     let bad = s.exec(ExecRequest::new("true").env("A=B", "c")).await;
     assert_eq!(field(bad), "env");
+    // A runtime binary that is not there: the health check says so (the
+    // listing alone runs in-process and would not notice).
+    let gone = Client::with_binary(&env.root, "/nonexistent/sbx-oci");
+    assert!(matches!(
+        gone.health_check().await,
+        Err(ApiError::Spawn { .. })
+    ));
+    c.health_check().await.unwrap();
     // A command that does not exist is the runtime's error, not status 127.
     assert!(matches!(
         s.exec(ExecRequest::new("/no/such/program")).await,

@@ -134,8 +134,10 @@ impl Client {
         got.map_err(|e| ApiError::from_error(op, name, e))
     }
 
-    /// The runtime runs and its state root can be listed.
+    /// The runtime binary runs (`--version`: the calls that fork need it)
+    /// and the state root can be listed.
     pub async fn health_check(&self) -> Result<()> {
+        self.call("health_check", &["--version"]).await?;
         self.list().await.map(|_| ())
     }
 
