@@ -144,14 +144,7 @@ impl Client {
     /// Creates the persistent sandbox `name` from `spec`. The spec is
     /// checked here first: a bad field is [`ApiError::Spec`] naming it.
     pub async fn create(&self, name: &str, spec: &SandboxSpec) -> Result<Sandbox> {
-        crate::store::validate_id(name).map_err(|e| ApiError::from_library("name", e))?;
-        crate::sandbox::validate::validate(&spec.resolve())
-            .map_err(|e| ApiError::from_library("spec", e))?;
-        let json = serde_json::to_vec(spec).map_err(|e| ApiError::Protocol {
-            op: "create",
-            message: e.to_string(),
-        })?;
-        let pipe = exec::SpecPipe::new(&json).map_err(|e| self.spawn_error(e))?;
+        let pipe = self.checked_spec("create", Some(name), spec)?;
         let path = pipe.path();
         self.call("create", &["sandbox", "create", "--spec", &path, name])
             .await?;
@@ -192,16 +185,7 @@ impl Client {
         let mut command = vec![req.program.clone()];
         command.extend(req.args.iter().cloned());
         spec.command = Some(command);
-        if let Some(n) = name {
-            crate::store::validate_id(n).map_err(|e| ApiError::from_library("name", e))?;
-        }
-        crate::sandbox::validate::validate(&spec.resolve())
-            .map_err(|e| ApiError::from_library("spec", e))?;
-        let json = serde_json::to_vec(&spec).map_err(|e| ApiError::Protocol {
-            op: "run",
-            message: e.to_string(),
-        })?;
-        let pipe = exec::SpecPipe::new(&json).map_err(|e| self.spawn_error(e))?;
+        let pipe = self.checked_spec("run", name, &spec)?;
         let mut args: Vec<String> = ["sandbox", "run", "--spec"].map(str::to_owned).to_vec();
         args.push(pipe.path());
         if let Some(n) = name {
@@ -216,20 +200,13 @@ impl Client {
     /// `--runtime`. `name` is the sandbox id it is made for (it names the
     /// cgroup). Nothing is created in the state root.
     pub async fn bundle(&self, name: &str, spec: &SandboxSpec, out: &Path) -> Result<()> {
-        crate::store::validate_id(name).map_err(|e| ApiError::from_library("name", e))?;
         if spec.command.as_ref().is_none_or(|c| c.is_empty()) {
             return Err(ApiError::Spec {
                 field: "command".into(),
                 message: "a bundle needs the command its process runs".into(),
             });
         }
-        crate::sandbox::validate::validate(&spec.resolve())
-            .map_err(|e| ApiError::from_library("spec", e))?;
-        let json = serde_json::to_vec(spec).map_err(|e| ApiError::Protocol {
-            op: "bundle",
-            message: e.to_string(),
-        })?;
-        let pipe = exec::SpecPipe::new(&json).map_err(|e| self.spawn_error(e))?;
+        let pipe = self.checked_spec("bundle", Some(name), spec)?;
         let (path, out) = (pipe.path(), out.to_string_lossy().into_owned());
         self.call(
             "bundle",
@@ -240,6 +217,27 @@ impl Client {
         .await?;
         drop(pipe);
         Ok(())
+    }
+
+    /// `name` and `spec` checked here (a bad one is [`ApiError::Spec`]
+    /// naming its field, before anything runs), then the spec in a pipe for
+    /// the runtime's `--spec`.
+    fn checked_spec(
+        &self,
+        op: &'static str,
+        name: Option<&str>,
+        spec: &SandboxSpec,
+    ) -> Result<exec::SpecPipe> {
+        if let Some(n) = name {
+            crate::store::validate_id(n).map_err(|e| ApiError::from_library("name", e))?;
+        }
+        crate::sandbox::validate::validate(&spec.resolve())
+            .map_err(|e| ApiError::from_library("spec", e))?;
+        let json = serde_json::to_vec(spec).map_err(|e| ApiError::Protocol {
+            op,
+            message: e.to_string(),
+        })?;
+        exec::SpecPipe::new(&json).map_err(|e| self.spawn_error(e))
     }
 
     /// Every sandbox in the state root.
