@@ -61,13 +61,17 @@ fn annotate(config: &mut Value, netns: Option<&str>, annotations: Value) {
 }
 
 /// Busybox `nc` from inside the container: "open" when the server's "ok"
-/// comes back within a second.
+/// comes back within the probe's time limit. Probes expected to be open
+/// wait 10 s (under TCG, beside other tests, a first answer can take
+/// seconds; a pass costs nothing); probes of the port a policy drops wait
+/// `$OTHER_W` (1 s unless the step expects it open), since a drop always
+/// takes the whole limit.
 const PROBE: &str = r#"
-try() { if echo | timeout 3 nc -w 1 "$1" "$2" 2>/dev/null | grep -q ok; then echo "$3 open"; else echo "$3 closed"; fi; }
-try "$V4" 8001 v4-allowed
-try "$V4" 8002 v4-other
-try "$V6" 8001 v6-allowed
-try "$V6" 8002 v6-other
+try() { if echo | timeout $(($4 + 2)) nc -w "$4" "$1" "$2" 2>/dev/null | grep -q ok; then echo "$3 open"; else echo "$3 closed"; fi; }
+try "$V4" 8001 v4-allowed 10
+try "$V4" 8002 v4-other "${OTHER_W:-1}"
+try "$V6" 8001 v6-allowed 10
+try "$V6" 8002 v6-other "${OTHER_W:-1}"
 grep CapEff /proc/self/status
 if ip link set lo down 2>/dev/null; then echo netadmin yes; else echo netadmin no; fi
 "#;
@@ -149,13 +153,17 @@ fn an_annotated_allowlist_is_enforced_in_the_clients_namespace() {
     let id3 = env.id("open");
     let bundle3 = env.bundle_with(&id3, &["sh", "-c", PROBE], |c| {
         annotate(c, Some(&netns), json!({}));
-        c["process"]["env"]
-            .as_array_mut()
-            .unwrap()
-            .extend([json!(format!("V4={v4}")), json!(format!("V6={v6}"))]);
+        c["process"]["env"].as_array_mut().unwrap().extend([
+            json!(format!("V4={v4}")),
+            json!(format!("V6={v6}")),
+            json!("OTHER_W=10"),
+        ]);
     });
     let out = env.ok(&["run", "--bundle", bundle3.to_str().unwrap(), &id3]);
-    assert!(out.contains("v4-other open"), "{out}");
+    assert!(
+        out.contains("v4-other open") && out.contains("v6-other open"),
+        "{out}"
+    );
     assert_eq!(table_of(&net), "");
 }
 
@@ -234,7 +242,7 @@ fn events_report_allowed_and_dropped_traffic() {
         &[
             "sh",
             "-c",
-            "echo | timeout 3 nc -w 1 $V4 8002; echo | timeout 3 nc -w 1 $V4 8001; sleep 60",
+            "echo | timeout 3 nc -w 1 $V4 8002; echo | timeout 12 nc -w 10 $V4 8001; sleep 60",
         ],
         |c| {
             annotate(
@@ -335,8 +343,8 @@ fn containers_sharing_a_namespace_share_its_policy() {
     assert!(table_of(&net).contains("table inet sbx_oci"), "no table");
     let app = env.id("app");
     let probe = format!(
-        "try() {{ if echo | timeout 3 nc -w 1 {v4} $1 2>/dev/null | grep -q ok; \
-         then echo \"$1 open\"; else echo \"$1 closed\"; fi; }}; try {ALLOWED}; try {OTHER}"
+        "try() {{ if echo | timeout $(($2 + 2)) nc -w $2 {v4} $1 2>/dev/null | grep -q ok; \
+         then echo \"$1 open\"; else echo \"$1 closed\"; fi; }}; try {ALLOWED} 10; try {OTHER} 1"
     );
     let bundle = env.bundle_with(&app, &["sh", "-c", &probe], |c| {
         annotate(c, Some(&netns), annotations.clone());

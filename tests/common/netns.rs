@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// No server outlives its test by more than this.
-const SERVER_LIFETIME: Duration = Duration::from_secs(60);
+/// No server outlives its test by more than this. A safety net only (drop
+/// stops the servers): long enough for a whole test under TCG beside the
+/// rest of the suite.
+const SERVER_LIFETIME: Duration = Duration::from_secs(300);
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
@@ -207,7 +209,9 @@ impl Servers {
                         Ok((mut s, _)) => {
                             std::thread::spawn(move || {
                                 let _ = s.set_nonblocking(false);
-                                let _ = s.set_read_timeout(Some(SERVER_LIFETIME));
+                                let _ = // An idle echo connection holds its namespace (and
+                                // so a veth pair) alive: a minute at most.
+                                s.set_read_timeout(Some(Duration::from_secs(60)));
                                 let mut buf = [0u8; 256];
                                 while let Ok(n) = std::io::Read::read(&mut s, &mut buf) {
                                     if n == 0 || s.write_all(&buf[..n]).is_err() {
