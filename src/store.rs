@@ -54,12 +54,39 @@ impl Store {
         }
         let dir = self.dir(id);
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => Ok(Claim { dir: Some(dir) }),
+            Ok(()) => {
+                let busy = lock(&dir, libc::LOCK_SH)
+                    .map_err(|e| Error::io(format!("cannot lock {}", dir.display()), e))?;
+                Ok(Claim {
+                    dir: Some(dir),
+                    _busy: busy,
+                })
+            }
             Err(err) if err.kind() == ErrorKind::AlreadyExists => {
                 Err(Error::AlreadyExists(id.to_owned()))
             }
             Err(err) => Err(Error::io(format!("cannot create {}", dir.display()), err)),
         }
+    }
+
+    /// Marks `id` as worked on until the guard and every fork made meanwhile
+    /// (libcontainer's intermediate and init inherit it until their execve)
+    /// are gone: a shared lock on its directory. Waits while a
+    /// `delete --force` holds it (which then leaves nothing to work on).
+    pub fn busy(&self, id: &str) -> Result<Busy> {
+        validate_id(id)?;
+        let dir = self.dir(id);
+        lock(&dir, libc::LOCK_SH).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::NotFound(id.to_owned()),
+            _ => Error::io(format!("cannot lock {}", dir.display()), e),
+        })
+    }
+
+    /// The directory of `id` locked exclusively when no runtime process and
+    /// no fork of one is at work on it (see [`Store::busy`]); `None` when one
+    /// may be, or when it cannot be told.
+    pub fn idle(&self, id: &str) -> Option<Busy> {
+        lock(&self.dir(id), libc::LOCK_EX | libc::LOCK_NB).ok()
     }
 
     /// Loads a container, with its status refreshed from the live process.
@@ -123,9 +150,35 @@ impl Store {
     }
 }
 
-/// A claimed id: the directory goes away on drop unless kept.
+/// A lock on a container's directory (see [`Store::busy`]), released when
+/// the last descriptor of it, in this process or its forks, is closed.
+pub struct Busy(#[allow(dead_code)] fs::File);
+
+fn lock(dir: &Path, how: libc::c_int) -> std::io::Result<Busy> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Close-on-exec: the container's process drops it at its execve.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), how) } == 0 {
+            return Ok(Busy(file));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// A claimed id: the directory goes away on drop unless kept. It is
+/// [`Store::busy`] while the claim lasts: the create's forks keep it so.
 pub struct Claim {
     dir: Option<PathBuf>,
+    _busy: Busy,
 }
 
 impl Claim {
@@ -188,6 +241,43 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_is_busy_while_a_claim_a_guard_or_a_fork_holds_it() {
+        let root = std::env::temp_dir().join(format!("sbx-store-busy-{}", std::process::id()));
+        let store = Store::new(&root);
+        let claim = store.claim("c").unwrap();
+        assert!(store.idle("c").is_none(), "the claim holds it");
+        // A fork made meanwhile, as libcontainer's intermediate is, keeps it
+        // after the claim is let go, until it exits.
+        let (r, w) = nix::unistd::pipe().unwrap();
+        // SAFETY: the child only reads a pipe and exits.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                drop(w);
+                let _ = nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&r), &mut [0u8; 1]);
+                // SAFETY: leaves at once, without the parent's destructors.
+                unsafe { libc::_exit(0) };
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(r);
+                claim.keep();
+                assert!(store.idle("c").is_none(), "the fork holds it");
+                drop(w);
+                nix::sys::wait::waitpid(child, None).unwrap();
+            }
+        }
+        let idle = store.idle("c").expect("nobody at work");
+        assert!(store.idle("c").is_none(), "exclusive");
+        drop(idle);
+        let busy = store.busy("c").unwrap();
+        assert!(store.idle("c").is_none(), "a guard holds it");
+        drop(busy);
+        assert!(store.idle("c").is_some());
+        assert!(matches!(store.busy("none"), Err(Error::NotFound(_))));
+        assert!(store.idle("none").is_none());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn ids() {

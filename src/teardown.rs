@@ -17,14 +17,23 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
     let loaded = ctx.store.load(id);
     // libcontainer forks of a killed create or exec may still be at work
     // (an exec's would make the cgroup again after its removal): killed
-    // first, so that none joins the cgroup after it was emptied.
-    if force {
-        let root = ctx.store.root();
-        let forks = crate::orphans::kill_forks(id, root, crate::store::DEFAULT_ROOT.as_ref());
-        if forks > 0 {
-            tracing::warn!("{id}: killed {forks} processes of an interrupted runtime");
+    // first, so that none joins the cgroup after it was emptied. They hold
+    // the directory's lock (Store::busy), so they are looked for (a walk of
+    // every process's /proc entry) only when it cannot be taken; when it
+    // can, execs that come meanwhile wait until this delete is done.
+    let _idle = if force {
+        let idle = ctx.store.idle(id);
+        if idle.is_none() {
+            let root = ctx.store.root();
+            let forks = crate::orphans::kill_forks(id, root, crate::store::DEFAULT_ROOT.as_ref());
+            if forks > 0 {
+                tracing::warn!("{id}: killed {forks} processes of an interrupted runtime");
+            }
         }
-    }
+        idle
+    } else {
+        None
+    };
     let mut container = match loaded {
         Ok(c) => c,
         // A half-created container has a directory but no state: --force

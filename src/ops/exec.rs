@@ -29,6 +29,8 @@ pub fn exec(ctx: &Context, args: &cli::Exec) -> Result<i32> {
 /// unless detached).
 pub fn spawn(ctx: &Context, args: &cli::Exec) -> Result<Pid> {
     let id = args.container_id.as_str();
+    // Held while libcontainer forks (they inherit it until their execve).
+    let _busy = ctx.store.busy(id)?;
     let container = ctx.store.load(id)?;
     match container.status() {
         ContainerStatus::Running => {}
