@@ -9,6 +9,10 @@ use sbx_oci::cli::{Cli, Command, Hooks, Sandbox};
 use sbx_oci::ops::{self, Context};
 use sbx_oci::{Result, logging};
 
+// The ELF entry point (build.rs): linked in for its symbol alone.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+extern crate sbx_oci_early;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.global.version {
