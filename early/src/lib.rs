@@ -282,6 +282,9 @@ extern "C" fn sbx_oci_early(sp: *const usize) {
 ///
 /// # Safety
 /// `argv` and `envp` are the kernel's vectors, `envp` with `n_env` entries.
+// Not inlined: its ~45 KB frame (probed page by page) would be touched by
+// every execution that has nothing to do here, the second one included.
+#[inline(never)]
 unsafe fn reexec(argv: *const *const u8, envp: *const *const u8, n_env: usize) {
     use core::mem::MaybeUninit;
     // SAFETY: system calls on valid C strings and buffers the kernel fills;
