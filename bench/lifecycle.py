@@ -91,11 +91,18 @@ def enter_for(name):
     return enter
 
 
+# The runtimes run with a plain PATH: `sandbox run -- true` looks `true` up
+# in the caller's PATH (the busybox bundle has its own), and a developer's
+# shell PATH (~/.cargo/bin, pyenv shims: directories the sandbox does not
+# have) would be measured as the sandbox's cost.
+RUN_ENV = dict(os.environ, PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+
+
 def one_run(name, binary, root, bundle, cid):
     """Runs the command once; returns its wall time in seconds."""
     start = time.perf_counter()
     proc = subprocess.run(
-        command(name, binary, root, bundle, cid), preexec_fn=enter_for(name),
+        command(name, binary, root, bundle, cid), preexec_fn=enter_for(name), env=RUN_ENV,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
@@ -108,7 +115,8 @@ def peak_rss_kib(name, binary, root, bundle, cid):
     """Peak RSS (KiB) of the largest process of one run, via GNU time."""
     proc = subprocess.run(
         ["/usr/bin/time", "-f", "%M"] + command(name, binary, root, bundle, cid),
-        preexec_fn=enter_for(name), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+        preexec_fn=enter_for(name), env=RUN_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, check=True)
     return int(proc.stderr.decode().strip().splitlines()[-1])
 
 

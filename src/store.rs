@@ -89,6 +89,21 @@ impl Store {
         lock(&self.dir(id), libc::LOCK_EX | libc::LOCK_NB).ok()
     }
 
+    /// [`Store::idle`], waiting up to `limit` for whoever is at work to
+    /// finish (a prestart hook of a killed runtime, which goes on alone).
+    pub fn idle_within(&self, id: &str, limit: std::time::Duration) -> Option<Busy> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(idle) = self.idle(id) {
+                return Some(idle);
+            }
+            if std::time::Instant::now() >= deadline || !self.dir(id).is_dir() {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
     /// Loads a container, with its status refreshed from the live process.
     pub fn load(&self, id: &str) -> Result<Container> {
         validate_id(id)?;
@@ -153,6 +168,13 @@ impl Store {
 /// A lock on a container's directory (see [`Store::busy`]), released when
 /// the last descriptor of it, in this process or its forks, is closed.
 pub struct Busy(#[allow(dead_code)] fs::File);
+
+/// [`Store::busy`] for a process that knows the container's directory, not
+/// the store (a hook: its policy file lies there), without waiting: `None`
+/// while a `delete --force` holds it, or when it cannot be had.
+pub fn busy_dir(dir: &Path) -> Option<Busy> {
+    lock(dir, libc::LOCK_SH | libc::LOCK_NB).ok()
+}
 
 fn lock(dir: &Path, how: libc::c_int) -> std::io::Result<Busy> {
     use std::os::fd::AsRawFd;
@@ -272,7 +294,15 @@ mod tests {
         drop(idle);
         let busy = store.busy("c").unwrap();
         assert!(store.idle("c").is_none(), "a guard holds it");
+        let t = std::time::Instant::now();
+        let limit = std::time::Duration::from_millis(50);
+        assert!(store.idle_within("c", limit).is_none());
+        assert!(t.elapsed() >= limit, "waited");
+        assert!(busy_dir(&store.dir("c")).is_some(), "shared with a hook");
         drop(busy);
+        let idle = store.idle("c").unwrap();
+        assert!(busy_dir(&store.dir("c")).is_none(), "a hook does not wait");
+        drop(idle);
         assert!(store.idle("c").is_some());
         assert!(matches!(store.busy("none"), Err(Error::NotFound(_))));
         assert!(store.idle("none").is_none());

@@ -20,15 +20,19 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
     // first, so that none joins the cgroup after it was emptied. They hold
     // the directory's lock (Store::busy), so they are looked for (a walk of
     // every process's /proc entry) only when it cannot be taken; when it
-    // can, execs that come meanwhile wait until this delete is done.
+    // can, execs that come meanwhile wait until this delete is done. The
+    // network hook holds it too, and outlives a runtime killed while it
+    // ran: it is let finish (it adds the way out, which this delete then
+    // takes down), up to a few seconds.
     let _idle = if force {
-        let idle = ctx.store.idle(id);
+        let mut idle = ctx.store.idle(id);
         if idle.is_none() {
             let root = ctx.store.root();
             let forks = crate::orphans::kill_forks(id, root, crate::store::DEFAULT_ROOT.as_ref());
             if forks > 0 {
                 tracing::warn!("{id}: killed {forks} processes of an interrupted runtime");
             }
+            idle = ctx.store.idle_within(id, std::time::Duration::from_secs(5));
         }
         idle
     } else {

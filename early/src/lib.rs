@@ -329,7 +329,8 @@ unsafe fn reexec(argv: *const *const u8, envp: *const *const u8, n_env: usize) {
                 0,
             ],
         );
-        if n <= 1 {
+        // A full buffer may be a cut path: selfexe's to handle.
+        if n <= 1 || n as usize >= PATH_MAX - 1 {
             return;
         }
         path.len = n as usize;

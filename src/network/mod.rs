@@ -211,6 +211,11 @@ pub fn run(args: &cli::NetworkHook) -> Result<i32> {
     if args.down {
         return down(&args.policy, id).map(|_| 0);
     }
+    // The container's directory (where the policy lies) is busy while this
+    // runs, as for the runtime that started it: a `delete --force` after
+    // that runtime was killed lets this finish, then takes down what it
+    // set up. (Not for --down: a delete runs that, holding the lock.)
+    let _busy = args.policy.parent().and_then(crate::store::busy_dir);
     let file = PolicyFile::load(&args.policy)?;
     let pid = state["pid"]
         .as_i64()
