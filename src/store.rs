@@ -54,14 +54,17 @@ impl Store {
         }
         let dir = self.dir(id);
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {
-                let busy = lock(&dir, libc::LOCK_SH)
-                    .map_err(|e| Error::io(format!("cannot lock {}", dir.display()), e))?;
-                Ok(Claim {
+            Ok(()) => match lock(&dir, libc::LOCK_SH) {
+                Ok(busy) => Ok(Claim {
                     dir: Some(dir),
                     _busy: busy,
-                })
-            }
+                }),
+                Err(e) => {
+                    // Not claimed after all: the directory goes with it.
+                    let _ = fs::remove_dir(&dir);
+                    Err(Error::io(format!("cannot lock {}", dir.display()), e))
+                }
+            },
             Err(err) if err.kind() == ErrorKind::AlreadyExists => {
                 Err(Error::AlreadyExists(id.to_owned()))
             }
