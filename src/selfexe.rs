@@ -304,3 +304,14 @@ fn reexec(fd: OwnedFd, host_path: &Path) -> Result<()> {
         "cannot re-execute the protected binary: {err}"
     )))
 }
+
+#[cfg(all(test, target_arch = "x86_64", target_os = "linux"))]
+mod tests {
+    #[test]
+    fn the_entry_point_names_what_ensure_protected_names() {
+        assert_eq!(sbx_oci_early::HOST_EXE_ENV, super::HOST_EXE_ENV.as_bytes());
+        let layer = sbx_oci_early::EMPTY_LAYER_C;
+        assert_eq!(layer.last(), Some(&0));
+        assert_eq!(&layer[..layer.len() - 1], super::EMPTY_LAYER.as_bytes());
+    }
+}

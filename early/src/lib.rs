@@ -53,8 +53,10 @@ global_asm!(
     early = sym sbx_oci_early,
 );
 
-const HOST_EXE_ENV: &[u8] = b"_SBX_OCI_HOST_EXE";
-const EMPTY_LAYER: &[u8] = b"/run/sbx-oci-empty-layer";
+/// `selfexe::HOST_EXE_ENV` and `selfexe::EMPTY_LAYER` (a test there checks
+/// that they agree); the layer with its NUL, for the system call.
+pub const HOST_EXE_ENV: &[u8] = b"_SBX_OCI_HOST_EXE";
+pub const EMPTY_LAYER_C: &[u8] = b"/run/sbx-oci-empty-layer\0";
 const PATH_MAX: usize = 4096;
 const MAX_ENV: usize = 4096;
 
@@ -366,7 +368,7 @@ unsafe fn reexec(argv: *const *const u8, envp: *const *const u8, n_env: usize) {
             && ((stat.as_ptr() as *const u64).add(3).read_volatile() as u32) & S_IFMT == S_IFDIR;
         let mut tmpfs = -1;
         if attached {
-            lower.push_lit(EMPTY_LAYER);
+            lower.push(EMPTY_LAYER_C.as_ptr(), EMPTY_LAYER_C.len() - 1);
         } else {
             tmpfs = detached(b"tmpfs\0", core::ptr::null());
             if tmpfs < 0 {
@@ -431,8 +433,6 @@ fn close(fd: isize) {
         unsafe { sys(SYS_CLOSE, [fd as usize, 0, 0, 0, 0, 0]) };
     }
 }
-
-const EMPTY_LAYER_C: &[u8] = b"/run/sbx-oci-empty-layer\0";
 
 /// A detached mount (read-only, nosuid, nodev) of a new `fstype`, with
 /// `lowerdir` set when given; negative on failure.
