@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::{Layer, Registry};
 
@@ -64,12 +64,17 @@ pub fn init(file: Option<&Path>, format: Format, debug: bool) -> Result<Option<A
         out: Mutex::new(out),
         format,
     });
-    let level = if debug {
-        LevelFilter::DEBUG
+    let filter = if debug {
+        Targets::new().with_default(LevelFilter::DEBUG)
     } else {
-        LevelFilter::WARN
+        // libcgroups warns, on every start, of each v1 controller the host
+        // does not mount (hugetlb, perf_event, net_cls, net_prio here): a
+        // fact of the host, not of the container, which only --debug shows.
+        Targets::new()
+            .with_default(LevelFilter::WARN)
+            .with_target("libcgroups::v1::manager", LevelFilter::ERROR)
     };
-    let layer = SinkLayer(Arc::clone(&sink)).with_filter(level);
+    let layer = SinkLayer(Arc::clone(&sink)).with_filter(filter);
     // Ignore a second init (tests call into the library more than once).
     let _ = tracing::subscriber::set_global_default(Registry::default().with(layer));
     Ok(Some(sink))

@@ -248,10 +248,14 @@ fn containerd_calls() {
     shim(&["delete", &id]);
     shim(&["delete", "--force", &id]);
     env.assert_gone(&id);
-    // Nothing but well-formed JSON lines went to the log.
-    for line in std::fs::read_to_string(&log).unwrap_or_default().lines() {
+    // Nothing but well-formed JSON lines went to the log, and none of
+    // libcgroups' per-start warnings about the host's unmounted v1
+    // controllers (they are facts of the host: --debug shows them).
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    for line in logged.lines() {
         let _: Value = serde_json::from_str(line).unwrap();
     }
+    assert!(!logged.contains("not supported on this system"), "{logged}");
 }
 
 #[test]
