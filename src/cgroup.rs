@@ -228,23 +228,24 @@ pub fn kill_all_direct(container: &Container) -> Option<Result<()>> {
     let path = config.cgroup_path;
     let rel = path.strip_prefix("/").unwrap_or(&path);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let dirs: Vec<std::path::PathBuf> = hierarchies(&mounts)
-        .map(|root| root.join(rel))
-        .filter(|d| d.is_dir())
+    let dirs: Vec<_> = hierarchies(&mounts)
+        .map(|h| (h.root.join(rel), h.thaw))
+        .filter(|(d, _)| d.is_dir())
         .collect();
     let mut thawed = false;
     Some(kill_until_empty(container.id(), || {
         if !thawed {
-            for d in &dirs {
-                // v1's freezer, v2's cgroup.freeze (in whichever is there).
-                let _ = std::fs::write(d.join("freezer.state"), "THAWED");
-                let _ = std::fs::write(d.join("cgroup.freeze"), "0");
+            // A frozen process takes its SIGKILL only once thawed.
+            for (d, thaw) in &dirs {
+                if let Some((file, value)) = thaw {
+                    let _ = std::fs::write(d.join(file), value);
+                }
             }
             thawed = true;
         }
         let mut all: Vec<Pid> = dirs
             .iter()
-            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .filter_map(|(d, _)| std::fs::read_to_string(d.join("cgroup.procs")).ok())
             .flat_map(|t| {
                 t.split_whitespace()
                     .filter_map(|p| p.parse().ok())
@@ -277,21 +278,39 @@ pub fn remove_emptied(container: &Container) -> bool {
     let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
-    hierarchies(&mounts).all(|root| match std::fs::remove_dir(root.join(rel)) {
+    hierarchies(&mounts).all(|h| match std::fs::remove_dir(h.root.join(rel)) {
         Ok(()) => true,
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     })
 }
 
-/// The mount points of cgroup hierarchies (v1 and v2) in a mountinfo text.
-fn hierarchies(mountinfo: &str) -> impl Iterator<Item = &std::path::Path> {
+/// A cgroup hierarchy (v1 or v2) of a mount table.
+#[derive(Debug, PartialEq)]
+struct Hierarchy<'a> {
+    root: &'a std::path::Path,
+    /// The file of its cgroups that thaws one, and what thaws it: v1's
+    /// freezer controller, v2's cgroup.freeze; None in other v1 hierarchies.
+    thaw: Option<(&'static str, &'static str)>,
+}
+
+/// The cgroup hierarchies in a mountinfo text.
+fn hierarchies(mountinfo: &str) -> impl Iterator<Item = Hierarchy<'_>> {
     mountinfo.lines().filter_map(|line| {
         let (mount, fs) = line.split_once(" - ")?;
-        let fstype = fs.split(' ').next()?;
-        (fstype == "cgroup" || fstype == "cgroup2")
-            .then(|| mount.split(' ').nth(4))
-            .flatten()
-            .map(std::path::Path::new)
+        // fstype, source, super options
+        let mut fs = fs.split(' ');
+        let fstype = fs.next()?;
+        let options = fs.nth(1).unwrap_or_default();
+        let thaw = match fstype {
+            "cgroup2" => Some(("cgroup.freeze", "0")),
+            "cgroup" if options.split(',').any(|o| o == "freezer") => {
+                Some(("freezer.state", "THAWED"))
+            }
+            "cgroup" => None,
+            _ => return None,
+        };
+        let root = std::path::Path::new(mount.split(' ').nth(4)?);
+        Some(Hierarchy { root, thaw })
     })
 }
 
@@ -415,7 +434,7 @@ pub fn v2_stats(dir: &std::path::Path) -> Stats {
 
 #[cfg(test)]
 mod tests {
-    use super::{hierarchies, relative_dir};
+    use super::{Hierarchy, hierarchies, relative_dir};
     use std::path::Path;
 
     #[test]
@@ -427,14 +446,20 @@ mod tests {
 26 24 0:23 / /sys/fs/cgroup/systemd rw,nosuid shared:11 - cgroup cgroup rw,xattr,name=systemd
 27 24 0:24 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:12 - cgroup cgroup rw,cpu,cpuacct
 28 22 0:25 / /mnt/a\\040b rw shared:13 - cgroupfs x rw
+29 24 0:26 / /sys/fs/cgroup/freezer rw,nosuid shared:14 - cgroup cgroup rw,freezer
 ";
         let found: Vec<_> = hierarchies(table).collect();
+        let h = |root, thaw| Hierarchy {
+            root: Path::new(root),
+            thaw,
+        };
         assert_eq!(
             found,
             [
-                Path::new("/sys/fs/cgroup/unified"),
-                Path::new("/sys/fs/cgroup/systemd"),
-                Path::new("/sys/fs/cgroup/cpu,cpuacct"),
+                h("/sys/fs/cgroup/unified", Some(("cgroup.freeze", "0"))),
+                h("/sys/fs/cgroup/systemd", None),
+                h("/sys/fs/cgroup/cpu,cpuacct", None),
+                h("/sys/fs/cgroup/freezer", Some(("freezer.state", "THAWED"))),
             ]
         );
     }

@@ -10,7 +10,7 @@ mod backend;
 
 use std::time::{Duration, Instant};
 
-use common::{BIN, Env};
+use common::{Env, bin};
 use sbx_oci::api::{ApiError, Client, ExecRequest, ExecStream, Stream};
 use sbx_oci::sandbox::SandboxSpec;
 
@@ -24,7 +24,7 @@ fn field<T>(r: Result<T, ApiError>) -> String {
 }
 
 fn client(env: &Env) -> Client {
-    Client::with_binary(&env.root, BIN)
+    Client::with_binary(&env.root, bin())
 }
 
 fn spec(json: &str) -> SandboxSpec {

@@ -532,7 +532,7 @@ fn create_without(
 ) -> std::process::Output {
     std::process::Command::new("setpriv")
         .args(["--bounding-set", &format!("-{cap}"), "--"])
-        .arg(common::BIN)
+        .arg(common::bin())
         .arg("--root")
         .arg(&env.root)
         .args(global)

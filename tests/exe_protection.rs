@@ -46,7 +46,7 @@ fn container_cannot_overwrite_runtime_binary() {
     let mut env = Env::new("cve");
     // Attack a copy, so a failure cannot damage the binary under test.
     let victim = env.dir.join("sbx-oci-victim");
-    std::fs::copy(common::BIN, &victim).unwrap();
+    std::fs::copy(common::bin(), &victim).unwrap();
     let (opened, log) = attack(&mut env, &victim);
     assert!(
         log.contains("Read-only file system")
@@ -65,7 +65,7 @@ fn a_binary_installed_read_only_runs_once_and_stays_out_of_reach() {
     let dir = env.dir.join("ro-install");
     std::fs::create_dir_all(&dir).unwrap();
     let victim = dir.join("sbx-oci");
-    std::fs::copy(common::BIN, &victim).unwrap();
+    std::fs::copy(common::bin(), &victim).unwrap();
     let _mount = ReadOnlyBind::new(&dir);
 
     let id = env.id("c");

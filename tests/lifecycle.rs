@@ -335,6 +335,14 @@ fn pause_freezes_and_resume_thaws() {
     env.wait_status(&id, "stopped");
     env.ok(&["delete", &id]);
     env.assert_gone(&id);
+
+    // So does delete --force (it thaws the cgroup before its kill sweep).
+    let id = env.id("d");
+    let bundle = env.bundle(&id, &["sleep", "1000"]);
+    env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
+    env.ok(&["pause", &id]);
+    env.ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
 }
 
 /// update changes limits that read back from cgroupfs, from flags and from

@@ -17,7 +17,15 @@ use serde_json::Value;
 
 pub mod netns;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_sbx-oci");
+/// The binary under test: the one cargo built with these tests, or the one
+/// SBX_OCI_BIN names (CI runs some of the tests again against the release
+/// build, whose code layout and link differ).
+pub fn bin() -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("SBX_OCI_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sbx-oci").to_owned())
+    })
+}
 
 /// The busybox rootfs every test bundle shares read-only. Built once under
 /// cargo's target/tmp and reused; a build races safely with another test
@@ -151,7 +159,7 @@ impl Env {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.arg("--root").arg(&self.root).args(args);
         cmd
     }
