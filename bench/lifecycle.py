@@ -293,7 +293,15 @@ def main():
             CRUN_NS["holder"].wait()
         shutil.rmtree(work, ignore_errors=True)
         if mounted:
-            subprocess.run(["umount", state])
+            # The containers' mount namespaces hold copies of this mount
+            # until the kernel has freed them, shortly after their last
+            # process: an rmtree of a still-mounted tmpfs would leave it.
+            for _ in range(50):
+                if subprocess.run(["umount", state], stderr=subprocess.DEVNULL).returncode == 0:
+                    break
+                time.sleep(0.2)
+            else:
+                sys.exit(f"cannot unmount {state}: left in place")
         shutil.rmtree(state, ignore_errors=True)
 
 
