@@ -60,6 +60,7 @@ pub struct Global {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum Command {
     /// Create a container from a bundle (it waits for `start`)
     Create(Create),
@@ -107,6 +108,7 @@ pub enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum Hooks {
     /// Install a network policy in the namespace of the container whose
     /// OCI state is on stdin (see ops::network_hook)
@@ -383,6 +385,7 @@ pub struct Spec {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum Sandbox {
     /// Write an OCI bundle (config.json + rootfs) for a spec
     Bundle(SandboxBundle),
@@ -429,7 +432,8 @@ pub struct SandboxProbe {
     pub json: bool,
 }
 
-/// A SandboxSpec file and the flags that override it.
+// A SandboxSpec file and the flags that override it (a plain comment: a doc
+// comment would become the `about` of the commands that flatten it).
 #[derive(Args, Debug, Clone, Default)]
 pub struct SpecFlags {
     /// SandboxSpec JSON file (- for stdin)
