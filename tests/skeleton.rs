@@ -6,10 +6,22 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{Env, sandbox_run as run};
 use serde_json::Value;
+
+/// Held by the tests that change the host's /etc: each counts the
+/// skeletons a change makes, and another's change would make more.
+static HOST_ETC: Mutex<()> = Mutex::new(());
+
+/// Past the window in which a change may not show in a file's times: a
+/// skeleton built after it is indexed and reused.
+fn settle() {
+    std::thread::sleep(Duration::from_secs(3));
+}
 
 /// Sets the modification time of `path` (a skeleton) an hour back, as if
 /// nobody had used it since.
@@ -31,10 +43,13 @@ fn age(path: &std::path::Path) {
     .unwrap();
 }
 
+/// The skeletons (directories; beside them, the indexes naming a plan's
+/// current one).
 fn skeleton_names(env: &Env) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(env.root.join("@rootfs"))
         .map(|d| {
             d.flatten()
+                .filter(|e| e.path().is_dir())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })
@@ -48,6 +63,7 @@ fn skeleton_names(env: &Env) -> Vec<String> {
 /// not its private keys.
 #[test]
 fn etc_is_the_hosts_curated_subset() {
+    let _host = HOST_ETC.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new("sbxetc");
     let (code, out, err) = run(
         &env,
@@ -104,8 +120,97 @@ fn etc_is_the_hosts_curated_subset() {
         "{:?}",
         skeleton_names(&env)
     );
-    // Other test binaries expect a settled /etc: past the racy window.
-    std::thread::sleep(Duration::from_secs(3));
+    // Other tests expect a settled /etc: past the racy window.
+    settle();
+}
+
+/// `find`'s description of trees (path, type, link target, size, mode,
+/// owner), in a stable order.
+fn describe(lines: &str) -> Vec<String> {
+    let mut v: Vec<String> = lines.lines().map(str::to_owned).collect();
+    v.sort();
+    v
+}
+
+const FIND_FORMAT: &str = "%p %y %l %s %m %U %G\\n";
+
+/// Removes a directory made in the host's /etc, even when the test fails.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The /etc directories are copied too (a bind of each cost ~0.1 ms on
+/// every start): the host's trees exactly (links as links), reused while
+/// they are unchanged, and copied again after any change, even a file
+/// edited in place in a subdirectory (which changes no directory's times).
+#[test]
+fn etc_directories_are_copies_renewed_on_change() {
+    let _host = HOST_ETC.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new("sbxtrees");
+    let trees: Vec<&str> = ["/etc/ssl/certs", "/etc/alternatives"]
+        .into_iter()
+        .filter(|p| Path::new(p).is_dir())
+        .collect();
+    assert!(!trees.is_empty(), "this host has neither tree");
+    let find = format!("find {} -printf '{FIND_FORMAT}'", trees.join(" "));
+    let host = std::process::Command::new("sh")
+        .args(["-c", &find])
+        .output()
+        .unwrap();
+    assert!(host.status.success());
+    let (code, out, err) = run(&env, &["--", "sh", "-c", &find]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        describe(&out),
+        describe(&String::from_utf8_lossy(&host.stdout)),
+        "the sandbox's trees are the host's"
+    );
+    let (code, out, err) = run(&env, &["--", "cat", "/proc/self/mountinfo"]);
+    assert_eq!(code, 0, "{err}");
+    let mounted: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| trees.contains(m))
+        .collect();
+    assert!(mounted.is_empty(), "copied, not mounted: {mounted:?}");
+
+    // A directory with a file, in the first tree, for the rest.
+    let dir = Path::new(trees[0]).join(format!("sbx-oci-test-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    let _cleanup = Cleanup(dir.clone());
+    let file = dir.join("f");
+    std::fs::write(&file, "one\n").unwrap();
+    settle();
+    let cat = ["--", "cat", file.to_str().unwrap()];
+    let (code, out, err) = run(&env, &cat);
+    assert_eq!((code, out.as_str()), (0, "one\n"), "{err}");
+    let names = skeleton_names(&env);
+    let (code, out, err) = run(&env, &cat);
+    assert_eq!((code, out.as_str()), (0, "one\n"), "{err}");
+    assert_eq!(skeleton_names(&env), names, "unchanged: reused");
+
+    // Edited in place, below a subdirectory.
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap()
+        .write_all(b"two\n")
+        .unwrap();
+    settle();
+    let (code, out, err) = run(&env, &cat);
+    assert_eq!((code, out.as_str()), (0, "one\ntwo\n"), "{err}");
+    assert_eq!(skeleton_names(&env).len(), names.len() + 1);
+
+    // Gone from the host, gone from the next sandbox.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (code, _, _) = run(&env, &cat);
+    assert_eq!(code, 1, "the file is gone");
+    settle();
 }
 
 /// Skeletons nobody uses go (after a while, and never one a sandbox's
@@ -156,5 +261,12 @@ fn gc_prunes_idle_skeletons_only() {
     env.ok(&["delete", "--force", &id]);
     age(&skeletons.join(&used[0]));
     let report: Value = serde_json::from_str(&env.ok(&["gc"])).unwrap();
-    assert_eq!(report["skeletons"], serde_json::json!([used[0]]));
+    // With the index that named it (the plan copies /etc directories).
+    let index = format!("{}.trees", used[0].split('-').next().unwrap());
+    assert_eq!(report["skeletons"], serde_json::json!([used[0], index]));
+    assert_eq!(
+        std::fs::read_dir(&skeletons).unwrap().count(),
+        1,
+        "only 00000000cafef00d is left"
+    );
 }

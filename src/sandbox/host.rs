@@ -213,12 +213,53 @@ fn stamp_of(m: &std::fs::Metadata) -> u64 {
     h.finish()
 }
 
+/// One directory or regular file of a mirrored /etc tree as it was when
+/// copied, with its fingerprint. Links are not listed: a link cannot change
+/// in place, and adding, removing or replacing one changes its directory's
+/// times.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TreeItem {
+    pub path: PathBuf,
+    pub stamp: u64,
+}
+
+/// What mirroring the trees of a plan saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TreeListing {
+    /// Every directory and regular file copied, in walk order.
+    pub items: Vec<TreeItem>,
+    /// One of them changed too recently for its times to tell a further
+    /// change (see `RACY_SECS`): the copy may not be reused.
+    pub racy: bool,
+}
+
+impl TreeListing {
+    fn add(&mut self, path: &Path, m: &std::fs::Metadata, now: i64) {
+        self.items.push(TreeItem {
+            path: path.to_owned(),
+            stamp: stamp_of(m),
+        });
+        self.racy |= m.ctime() >= now - RACY_SECS;
+    }
+}
+
+/// Whether every item of a listing is still as it was: then a tree copied
+/// with that listing is the host's tree as it is now. Costs a stat per item
+/// (a handful), where reading the trees' directories again costs ~150 µs.
+pub fn tree_unchanged(items: &[TreeItem]) -> bool {
+    items
+        .iter()
+        .all(|i| std::fs::metadata(&i.path).is_ok_and(|m| stamp_of(&m) == i.stamp))
+}
+
 /// Creates the rootfs skeleton of `plan` in `rootfs` (an empty directory):
-/// the host's /etc files copied, then links and mount points.
-pub fn materialize(plan: &RootfsPlan, rootfs: &Path) -> Result<()> {
+/// the host's /etc files and trees copied, then links and mount points.
+/// Returns what the trees' copies were made from.
+pub fn materialize(plan: &RootfsPlan, rootfs: &Path) -> Result<TreeListing> {
     let io = |what: &Path, e| Error::io(format!("cannot create {}", what.display()), e);
+    let inside = |source: &Path| rootfs.join(source.strip_prefix("/").unwrap_or(source));
     for source in &plan.copies {
-        let path = rootfs.join(source.strip_prefix("/").unwrap_or(source));
+        let path = inside(source);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
         }
@@ -228,6 +269,26 @@ pub fn materialize(plan: &RootfsPlan, rootfs: &Path) -> Result<()> {
                 e,
             )
         })?;
+    }
+    let mut listing = TreeListing::default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    for source in &plan.trees {
+        let path = inside(source);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        }
+        // The top is followed if it is a link, as a bind would.
+        let top = std::fs::metadata(source);
+        top.and_then(|m| mirror(source, &m, &path, &mut listing, now))
+            .map_err(|e| {
+                Error::io(
+                    format!("cannot copy {} into {}", source.display(), path.display()),
+                    e,
+                )
+            })?;
     }
     for (link, target) in &plan.symlinks {
         let path = rootfs.join(link);
@@ -247,7 +308,41 @@ pub fn materialize(plan: &RootfsPlan, rootfs: &Path) -> Result<()> {
             std::fs::File::create(&path).map_err(|e| io(&path, e))?;
         }
     }
-    Ok(())
+    Ok(listing)
+}
+
+/// Copies the directory `src` (whose metadata is `m`) to `dst`: links as
+/// links, regular files and directories with their mode and owner (no
+/// set-user or set-group-ID bits), nothing else (sockets, fifos and devices
+/// have no place in /etc). The directory is listed before its entries are
+/// read and a file before it is copied, so a change meanwhile shows at the
+/// next check.
+fn mirror(
+    src: &Path,
+    m: &std::fs::Metadata,
+    dst: &Path,
+    listing: &mut TreeListing,
+    now: i64,
+) -> std::io::Result<()> {
+    listing.add(src, m, now);
+    std::fs::create_dir(dst)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        let meta = entry.metadata()?;
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+            own(&to, &meta)?;
+        } else if kind.is_dir() {
+            mirror(&from, &meta, &to, listing, now)?;
+        } else if kind.is_file() {
+            listing.add(&from, &meta, now);
+            copy_host(&from, &to)?;
+        }
+    }
+    own(dst, m)?;
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o1777))
 }
 
 /// Copies the file `src` (following links, as a bind would) to `dst`,
@@ -255,11 +350,20 @@ pub fn materialize(plan: &RootfsPlan, rootfs: &Path) -> Result<()> {
 fn copy_host(src: &Path, dst: &Path) -> std::io::Result<()> {
     let m = std::fs::metadata(src)?;
     std::fs::copy(src, dst)?;
-    // Not root (`sandbox bundle` by a user): the files are the user's.
-    if let Err(e) = std::os::unix::fs::lchown(dst, Some(m.uid()), Some(m.gid()))
-        && (nix::unistd::geteuid().is_root() || e.kind() != std::io::ErrorKind::PermissionDenied)
-    {
-        return Err(e);
-    }
+    own(dst, &m)?;
     std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o1777))
+}
+
+/// Gives `path` (not followed) the owner in `m`. Not root (`sandbox bundle`
+/// by a user): the files are the user's.
+fn own(path: &Path, m: &std::fs::Metadata) -> std::io::Result<()> {
+    match std::os::unix::fs::lchown(path, Some(m.uid()), Some(m.gid())) {
+        Err(e)
+            if nix::unistd::geteuid().is_root()
+                || e.kind() != std::io::ErrorKind::PermissionDenied =>
+        {
+            Err(e)
+        }
+        _ => Ok(()),
+    }
 }

@@ -8,10 +8,10 @@
 //! masked and read-only /proc and /sys paths; a read-only root; rlimits and
 //! cgroup limits (memory with swap off, cpu quota, pids); /tmp and the
 //! workdir as size-limited tmpfs. The root is assembled by binding the
-//! host's system directories, never by copying them; only the few small files
-//! of the curated /etc are copied, into a skeleton shared by every sandbox of
-//! the same plan and rebuilt when they change on the host (see
-//! `RootfsPlan::copies`).
+//! host's system directories, never by copying them; only the curated /etc
+//! (a few small files and directories) is copied, into a skeleton shared by
+//! every sandbox of the same plan and rebuilt when it changes on the host
+//! (see `RootfsPlan::copies` and `RootfsPlan::trees`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -38,9 +38,14 @@ pub struct RootfsPlan {
     pub files: Vec<PathBuf>,
     /// Host files copied to the same place, read-only like the rest of the
     /// root: the curated /etc files. A bind per file cost libcontainer
-    /// ~60 µs on every start; a copy costs once per skeleton. (The /etc
-    /// directories are bound: fingerprinting a tree costs more than a bind.)
+    /// ~60 µs on every start; a copy costs once per skeleton.
     pub copies: Vec<PathBuf>,
+    /// Host directories copied whole to the same place: the curated /etc
+    /// directories (certificates, alternatives links). A bind of each cost
+    /// ~0.1 ms on every start. They are not fingerprinted here (reading them
+    /// costs more than the bind): the skeleton records what it copied, and
+    /// is replaced when that changes (`host::tree_unchanged`).
+    pub trees: Vec<PathBuf>,
     /// The fingerprint of those files on the host (`HostLayout::etc_stamp`):
     /// part of the plan, so any change on the host makes a new skeleton
     /// rather than a stale one.
@@ -124,10 +129,7 @@ pub fn translate(r: &Resolved, id: &str, host: &HostLayout, bundle: &Path) -> Re
             }
             match host.kind(Path::new(entry)) {
                 Some(Kind::File) => plan.copies.push(PathBuf::from(entry)),
-                Some(Kind::Dir) => {
-                    plan.dirs.push(relative(Path::new(entry)));
-                    mounts.push(bind_flat(entry));
-                }
+                Some(Kind::Dir) => plan.trees.push(PathBuf::from(entry)),
                 _ => {}
             }
         }
@@ -298,19 +300,6 @@ fn bind(source: impl AsRef<Path>, target: impl AsRef<Path>, readonly: bool) -> V
         "type": "bind",
         "source": source.as_ref(),
         "options": ["rbind", if readonly { "rro" } else { "rw" }, "rnosuid", "rnodev"],
-    })
-}
-
-/// A read-only bind of one host directory at the same path, without the
-/// mounts below it (they stay hidden, so nothing writable shows through).
-/// For the /etc directories: a plain bind is remounted read-only in one
-/// step, ~45 µs less per start in libcontainer than a recursive one.
-fn bind_flat(path: &str) -> Value {
-    json!({
-        "destination": path,
-        "type": "bind",
-        "source": path,
-        "options": ["bind", "ro", "nosuid", "nodev"],
     })
 }
 
