@@ -25,6 +25,11 @@ pub struct State {
 
 impl State {
     pub fn of(c: &Container) -> State {
+        State::with_owners(c, &mut Owners::default())
+    }
+
+    /// The state, the owner's name looked up through `owners`.
+    pub fn with_owners(c: &Container, owners: &mut Owners) -> State {
         let status = c.status();
         let stopped = status == libcontainer::container::ContainerStatus::Stopped;
         State {
@@ -42,12 +47,34 @@ impl State {
                 .created()
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
                 .unwrap_or_default(),
-            owner: c
-                .creator()
-                .map(|o| o.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            owner: owners.name(c.state.creator),
             annotations: c.state.annotations.clone().unwrap_or_default(),
         }
+    }
+}
+
+/// User names by uid, each looked up once: a lookup reads /etc/passwd (six
+/// system calls), which `list` did for every container.
+#[derive(Default)]
+pub struct Owners(HashMap<u32, String>);
+
+impl Owners {
+    /// The name of user `uid` ("" for none, or a user without a name, as
+    /// libcontainer's `Container::creator` gives it).
+    fn name(&mut self, uid: Option<u32>) -> String {
+        let Some(uid) = uid else {
+            return String::new();
+        };
+        self.0
+            .entry(uid)
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(uid.into())
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+                    .unwrap_or_default()
+            })
+            .clone()
     }
 }
 
