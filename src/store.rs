@@ -107,14 +107,31 @@ impl Store {
         }
     }
 
-    /// Loads a container, with its status refreshed from the live process.
+    /// Loads a container, with its status refreshed from the live process
+    /// (see [`refresh`]).
     pub fn load(&self, id: &str) -> Result<Container> {
         validate_id(id)?;
         let dir = self.container_dir(id);
         if !dir.join("state.json").exists() {
             return Err(Error::NotFound(id.to_owned()));
         }
-        Container::load(dir).map_err(|e| Error::container("load", id, e))
+        let state = libcontainer::container::State::load(&dir)
+            .map_err(|e| Error::container("load", id, e.into()))?;
+        let mut container = Container { state, root: dir };
+        refresh(&mut container);
+        Ok(container)
+    }
+
+    /// Records the start time of the init of `id`, whose pid is `pid`, for
+    /// [`refresh`]. Best effort: without it, a container's pid is trusted
+    /// as libcontainer trusts it.
+    pub fn record_init(&self, id: &str, pid: i32) {
+        let recorded = proc_stat(pid)
+            .ok_or_else(|| std::io::Error::from(ErrorKind::NotFound))
+            .and_then(|(_, start)| fs::write(self.dir(id).join(INIT_START), start.to_string()));
+        if let Err(e) = recorded {
+            tracing::warn!("{id}: cannot record its init's start time: {e}");
+        }
     }
 
     /// Whether anything (even a half-created container) is stored under `id`.
@@ -166,6 +183,56 @@ impl Store {
         ids.sort();
         Ok(ids)
     }
+}
+
+/// Beside libcontainer's directory: the init's start time (clock ticks
+/// after boot, field 22 of /proc/<pid>/stat) when it was created.
+const INIT_START: &str = "init.start";
+
+/// The status of `container` as its process is now. libcontainer's own
+/// refresh takes any live process with the saved pid for the init: once the
+/// init is gone its pid can be another process's (pids wrap, at 32768 by
+/// default), and `state` then called the container running, and `kill`
+/// signalled that process, `exec` would have entered its namespaces. A
+/// process whose start time is not the recorded one is not the init (runc
+/// checks the same). The saved state file is not changed.
+pub fn refresh(container: &mut Container) {
+    use libcontainer::container::ContainerStatus as S;
+    let status = match container.pid().and_then(|pid| proc_stat(pid.as_raw())) {
+        None => S::Stopped,
+        // Dead, or a zombie: it has exited.
+        Some((b'Z' | b'X' | b'x', _)) => S::Stopped,
+        Some((_, start)) if !is_init(container, start) => S::Stopped,
+        Some(_) => match container.status() {
+            S::Creating | S::Created | S::Paused => container.status(),
+            _ => S::Running,
+        },
+    };
+    container.set_status(status);
+}
+
+/// Whether a process that started at `start` is the container's init: the
+/// recorded start time, when there is one.
+fn is_init(container: &Container, start: u64) -> bool {
+    let Some(ours) = container.root.parent() else {
+        return true;
+    };
+    match fs::read_to_string(ours.join(INIT_START)) {
+        Ok(text) => text.trim().parse::<u64>().is_ok_and(|t| t == start),
+        Err(_) => true,
+    }
+}
+
+/// The state letter and start time of process `pid`, if it exists.
+fn proc_stat(pid: i32) -> Option<(u8, u64)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold anything: fields are
+    // counted after its last ')'. State is field 3, start time field 22.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = *fields.next()?.as_bytes().first()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
 }
 
 /// A lock on a container's directory (see [`Store::busy`]), released when

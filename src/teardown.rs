@@ -102,7 +102,7 @@ pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
     // The status as it is now: `run` holds a container loaded as running
     // whose init has since exited (a stale status would cost it a cgroup
     // manager and a kill sweep).
-    let _ = container.refresh_status();
+    crate::store::refresh(container);
     let leftovers = match container.status() {
         _ if container.pid().is_none() => true,
         ContainerStatus::Stopped => crate::cgroup::may_have_processes(container),
@@ -118,7 +118,7 @@ pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
             }
         }
         // Its init is among the dead now: stopped.
-        let _ = container.refresh_status();
+        crate::store::refresh(container);
     }
     // The common case, a stopped container whose cgroup is empty, without
     // libcontainer's cgroup manager (see cgroup::remove_emptied).
@@ -140,7 +140,7 @@ pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
         if container.spec().is_err() {
             resave_config(container);
         }
-        let _ = container.refresh_status();
+        crate::store::refresh(container);
         deleted = container.delete(force);
     }
     if let Err(err) = deleted {

@@ -197,3 +197,66 @@ fn kill_all_reaches_every_process_and_plain_kill_only_the_init() {
     env.ok(&["delete", "--force", &id]);
     env.assert_gone(&id);
 }
+
+/// A pid is not a process: once a container's init has exited and been
+/// reaped, its pid may be handed to another process (pids wrap, at 32768 by
+/// default). That process is not the container's: `state` says stopped,
+/// `kill` refuses without signalling it, `exec` refuses to enter its
+/// namespaces, `delete` leaves it alone (runc compares the start time the
+/// same way; libcontainer alone took it for the running init).
+#[test]
+fn a_reused_pid_is_not_the_container() {
+    let mut env = Env::new("killreuse");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["sleep", "0.3"]);
+    env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
+    let pid = env.pid(&id);
+    env.wait_status(&id, "stopped");
+    let proc_dir = format!("/proc/{pid}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&proc_dir).exists() {
+        assert!(Instant::now() < deadline, "pid {pid} was never reaped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The next pid handed out is the one after ns_last_pid (root only).
+    let mut other: Option<Reaped> = None;
+    for _ in 0..500 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        if child.id() as i32 == pid {
+            other = Some(Reaped(child));
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let mut other = other.unwrap_or_else(|| panic!("pid {pid} was never handed out again"));
+
+    let state = env.state(&id);
+    assert_eq!(
+        (state["status"].as_str(), state["pid"].as_i64()),
+        (Some("stopped"), Some(0)),
+        "{state}"
+    );
+    env.fails(&["kill", &id, "KILL"], "it is stopped");
+    env.fails(&["exec", &id, "true"], "it is stopped");
+    env.ok(&["delete", &id]);
+    env.assert_gone(&id);
+    assert!(
+        other.0.try_wait().unwrap().is_none(),
+        "the process that took pid {pid} was signalled"
+    );
+}
+
+/// A child killed and reaped when dropped, even by a failing test.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

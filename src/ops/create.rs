@@ -91,6 +91,9 @@ pub fn create_claimed(
                 crate::network::undo_after_failed_create(&ctx.store.dir(id), &bundle);
                 return Err(err);
             }
+            if let Some(pid) = container.pid() {
+                ctx.store.record_init(id, pid.as_raw());
+            }
             claim.keep();
             Ok(container)
         }
