@@ -111,12 +111,31 @@ impl Store {
     /// (see [`refresh`]).
     pub fn load(&self, id: &str) -> Result<Container> {
         validate_id(id)?;
+        use libcontainer::container::state::StateError;
         let dir = self.container_dir(id);
-        if !dir.join("state.json").exists() {
-            return Err(Error::NotFound(id.to_owned()));
-        }
-        let state = libcontainer::container::State::load(&dir)
-            .map_err(|e| Error::container("load", id, e.into()))?;
+        // libcontainer's State::load, in one read (it parses from a reader,
+        // two reads after an existence check: `list` does this per container).
+        let path = libcontainer::container::State::file_path(&dir);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.to_owned()));
+            }
+            Err(source) => {
+                let e = StateError::OpenStateFile {
+                    state_file_path: path,
+                    source,
+                };
+                return Err(Error::container("load", id, e.into()));
+            }
+        };
+        let state = serde_json::from_slice(&bytes).map_err(|source| {
+            let e = StateError::ParseStateFile {
+                state_file_path: path,
+                source,
+            };
+            Error::container("load", id, e.into())
+        })?;
         let mut container = Container { state, root: dir };
         refresh(&mut container);
         Ok(container)
@@ -126,10 +145,13 @@ impl Store {
     /// [`refresh`]. Best effort: without it, a container's pid is trusted
     /// as libcontainer trusts it.
     pub fn record_init(&self, id: &str, pid: i32) {
+        let path = self.dir(id).join(INIT_START);
         let recorded = proc_stat(pid)
             .ok_or_else(|| std::io::Error::from(ErrorKind::NotFound))
-            .and_then(|(_, start)| fs::write(self.dir(id).join(INIT_START), start.to_string()));
+            .and_then(|(_, start)| fs::write(&path, start.to_string()));
         if let Err(e) = recorded {
+            // A file left empty (a full disk) would say "not the init".
+            let _ = fs::remove_file(&path);
             tracing::warn!("{id}: cannot record its init's start time: {e}");
         }
     }
@@ -217,9 +239,11 @@ fn is_init(container: &Container, start: u64) -> bool {
     let Some(ours) = container.root.parent() else {
         return true;
     };
-    match fs::read_to_string(ours.join(INIT_START)) {
-        Ok(text) => text.trim().parse::<u64>().is_ok_and(|t| t == start),
-        Err(_) => true,
+    // No record (a container of an older runtime, a full disk), or one cut
+    // short: the pid is trusted, as before.
+    match fs::read_to_string(ours.join(INIT_START)).map(|t| t.trim().parse::<u64>()) {
+        Ok(Ok(recorded)) => recorded == start,
+        _ => true,
     }
 }
 
