@@ -132,7 +132,10 @@ fn describe(lines: &str) -> Vec<String> {
     v
 }
 
+/// Sizes of entries that are not directories: a directory's size is its
+/// file system's business (the copy may sit on a tmpfs), not its content.
 const FIND_FORMAT: &str = "%p %y %l %s %m %U %G\\n";
+const FIND_DIR_FORMAT: &str = "%p %y %m %U %G\\n";
 
 /// Removes a directory made in the host's /etc, even when the test fails.
 struct Cleanup(PathBuf);
@@ -156,7 +159,10 @@ fn etc_directories_are_copies_renewed_on_change() {
         .filter(|p| Path::new(p).is_dir())
         .collect();
     assert!(!trees.is_empty(), "this host has neither tree");
-    let find = format!("find {} -printf '{FIND_FORMAT}'", trees.join(" "));
+    let find = format!(
+        "find {t} ! -type d -printf '{FIND_FORMAT}'; find {t} -type d -printf '{FIND_DIR_FORMAT}'",
+        t = trees.join(" ")
+    );
     let host = std::process::Command::new("sh")
         .args(["-c", &find])
         .output()
