@@ -247,8 +247,9 @@ fn is_init(container: &Container, start: u64) -> bool {
     }
 }
 
-/// The state letter and start time of process `pid`, if it exists.
-fn proc_stat(pid: i32) -> Option<(u8, u64)> {
+/// The state letter and start time (field 22: clock ticks after boot) of
+/// process `pid`, if it exists.
+pub fn proc_stat(pid: i32) -> Option<(u8, u64)> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name, in parentheses, may hold anything: fields are
     // counted after its last ')'. State is field 3, start time field 22.

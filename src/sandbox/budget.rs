@@ -62,14 +62,10 @@ impl Proc {
 /// since boot. `None` once it is gone (a zombie is gone too: it runs no
 /// more).
 fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The name may hold spaces and parentheses: fields follow the last ')'.
-    let rest = stat.rsplit_once(") ")?.1;
-    let mut f = rest.split(' ');
-    if f.next()? == "Z" {
-        return None;
+    match crate::store::proc_stat(pid)? {
+        (b'Z', _) => None,
+        (_, start) => Some(start),
     }
-    f.nth(18)?.parse().ok()
 }
 
 /// Milliseconds on CLOCK_BOOTTIME: the same clock in every process, and it
