@@ -214,74 +214,88 @@ fn kill_until_empty(id: &str, mut pids: impl FnMut() -> Vec<Pid>) -> Result<()> 
     }
 }
 
-/// [`Cgroup::kill_all`] without a cgroup manager, for a container whose
-/// cgroup is not systemd's: each hierarchy's directory found in one read of
-/// the mount table (libcgroups' v1 manager reads it once per controller),
-/// its freezer thawed, the processes of its cgroup.procs files killed.
-/// `None` when that cannot be done (a systemd path, no saved config):
-/// the caller uses the manager.
-pub fn kill_all_direct(container: &Container) -> Option<Result<()>> {
-    if container.systemd() {
-        return None;
-    }
-    let config = container.spec().ok()?;
-    let path = config.cgroup_path;
-    let rel = path.strip_prefix("/").unwrap_or(&path);
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let dirs: Vec<_> = hierarchies(&mounts)
-        .map(|h| (h.root.join(rel), h.thaw))
-        .filter(|(d, _)| d.is_dir())
-        .collect();
-    let mut thawed = false;
-    Some(kill_until_empty(container.id(), || {
-        if !thawed {
-            // A frozen process takes its SIGKILL only once thawed.
-            for (d, thaw) in &dirs {
-                if let Some((file, value)) = thaw {
-                    let _ = std::fs::write(d.join(file), value);
-                }
-            }
-            thawed = true;
-        }
-        let mut all: Vec<Pid> = dirs
-            .iter()
-            .filter_map(|(d, _)| std::fs::read_to_string(d.join("cgroup.procs")).ok())
-            .flat_map(|t| {
-                t.split_whitespace()
-                    .filter_map(|p| p.parse().ok())
-                    .map(Pid::from_raw)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        all.sort();
-        all.dedup();
-        all
-    }))
+/// A container's cgroup directories, one per hierarchy, for its `delete`
+/// without a cgroup manager: found in one read of the mount table and of
+/// libcontainer's saved config (libcgroups' v1 manager reads the mount
+/// table again for each of its 12 controllers: ~0.9 ms of every `run` and
+/// `delete` on this project's machine), and used for both the kill and the
+/// removal.
+pub struct Dirs {
+    /// Each directory (present or not), with the file that thaws it and the
+    /// value that does (see [`Hierarchy::thaw`]).
+    dirs: Vec<(std::path::PathBuf, Option<(&'static str, &'static str)>)>,
 }
 
-/// Removes the cgroup of a stopped `container` whose processes are gone
-/// without a cgroup manager: each hierarchy's directory rmdir'ed, the
-/// hierarchies found in one read of the mount table (libcgroups v1 reads it
-/// again for each of its 12 controllers: ~0.9 ms of every `run` and
-/// `delete` on this project's machine). False when it cannot be sure it
-/// removed everything (a systemd path, no saved config, a directory that
-/// will not go): libcontainer's delete then does the rest.
-pub fn remove_emptied(container: &Container) -> bool {
-    if container.systemd() {
-        return false;
+impl Dirs {
+    /// `None` when they cannot be found so (a systemd path, no saved
+    /// config): the caller uses the manager.
+    pub fn of(container: &Container) -> Option<Dirs> {
+        if container.systemd() {
+            return None;
+        }
+        let config = container.spec().ok()?;
+        let path = config.cgroup_path;
+        let rel = path.strip_prefix("/").unwrap_or(&path);
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let dirs = hierarchies(&mounts)
+            .map(|h| (h.root.join(rel), h.thaw))
+            .collect();
+        Some(Dirs { dirs })
     }
-    let Ok(config) = container.spec() else {
-        return false;
-    };
-    let path = config.cgroup_path;
-    let rel = path.strip_prefix("/").unwrap_or(&path);
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    hierarchies(&mounts).all(|h| match std::fs::remove_dir(h.root.join(rel)) {
-        Ok(()) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-    })
+
+    /// [`Cgroup::kill_all`]: the freezer thawed, the live init (`init`, a
+    /// pidfd: see [`crate::store::init_pidfd`]) killed at once, so that it
+    /// dies (its namespaces' teardown waits on the kernel) while the
+    /// cgroup.procs files are read; then everything they list, until they
+    /// list nothing.
+    pub fn kill_all(&self, id: &str, init: Option<std::os::fd::OwnedFd>) -> Result<()> {
+        // A frozen process takes its SIGKILL only once thawed.
+        for (dir, thaw) in &self.dirs {
+            if let Some((file, value)) = thaw {
+                let _ = std::fs::write(dir.join(file), value);
+            }
+        }
+        if let Some(fd) = &init {
+            // SAFETY: a signal through a pidfd this process owns.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    std::os::fd::AsRawFd::as_raw_fd(fd),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0u32,
+                )
+            };
+        }
+        kill_until_empty(id, || {
+            // A directory that is not there (a hierarchy the container has
+            // no cgroup in) has nothing to read.
+            let mut all: Vec<Pid> = self
+                .dirs
+                .iter()
+                .filter_map(|(d, _)| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+                .flat_map(|t| {
+                    t.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .map(Pid::from_raw)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            all.sort();
+            all.dedup();
+            all
+        })
+    }
+
+    /// Removes the directories of a cgroup whose processes are gone. False
+    /// when it cannot be sure it removed everything (a directory that will
+    /// not go): libcontainer's delete then does the rest.
+    pub fn remove(&self) -> bool {
+        self.dirs.iter().all(|(d, _)| match std::fs::remove_dir(d) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        })
+    }
 }
 
 /// A cgroup hierarchy (v1 or v2) of a mount table.

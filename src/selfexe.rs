@@ -108,6 +108,18 @@ pub fn is_protected(exe: &File) -> bool {
     }
 }
 
+/// The binary at `path` (canonical) opened through a detached read-only
+/// overlay of its directory, for a process that starts the runtime often
+/// (the API's client): a runtime started from it is protected already, so
+/// it runs once instead of making its own view and executing itself again.
+/// An `O_PATH` descriptor, checked to be protected; `None` where no such
+/// view can be made (the runtime then protects itself, as always).
+pub fn protected_view(path: &Path) -> Option<OwnedFd> {
+    let fd = overlay_view(path).ok()?;
+    let file = File::from(fd);
+    is_protected(&file).then(|| file.into())
+}
+
 // The new mount API (fsopen/fsconfig/fsmount), not wrapped by nix 0.29.
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;

@@ -233,6 +233,26 @@ pub fn refresh(container: &mut Container) {
     container.set_status(status);
 }
 
+/// A pidfd of `container`'s init while it lives, checked after it was
+/// opened (the pidfd holds on to the process it names, so the process that
+/// reused a pid cannot take its place once checked): signals sent through
+/// it reach the init or nothing.
+pub fn init_pidfd(container: &Container) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let pid = container.pid()?.as_raw();
+    // SAFETY: pidfd_open returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw as i32) };
+    match proc_stat(pid) {
+        Some((b'Z' | b'X' | b'x', _)) | None => None,
+        Some((_, start)) => is_init(container, start).then_some(fd),
+    }
+}
+
 /// Whether a process that started at `start` is the container's init: the
 /// recorded start time, when there is one.
 fn is_init(container: &Container, start: u64) -> bool {

@@ -108,23 +108,30 @@ pub fn delete_loaded(container: &mut Container, force: bool) -> Result<()> {
         ContainerStatus::Stopped => crate::cgroup::may_have_processes(container),
         _ => force,
     };
+    // The directories found once, for the kill and the removal.
+    let dirs = crate::cgroup::Dirs::of(container);
     if leftovers {
-        match crate::cgroup::kill_all_direct(container) {
-            Some(killed) => killed?,
+        match &dirs {
+            Some(dirs) => {
+                let init = crate::store::init_pidfd(container);
+                dirs.kill_all(container.id(), init)?;
+                // Every process of its cgroup is gone, the init with them.
+                container.set_status(ContainerStatus::Stopped);
+            }
             None => {
                 if let Ok(cgroup) = Cgroup::of(container) {
                     cgroup.kill_all()?;
                 }
+                // Its init is among the dead now: stopped.
+                crate::store::refresh(container);
             }
         }
-        // Its init is among the dead now: stopped.
-        crate::store::refresh(container);
     }
     // The common case, a stopped container whose cgroup is empty, without
-    // libcontainer's cgroup manager (see cgroup::remove_emptied).
+    // libcontainer's cgroup manager (see cgroup::Dirs).
     let mut deleted = if container.status() == ContainerStatus::Stopped
         && container.intel_rdt_dir().is_none()
-        && crate::cgroup::remove_emptied(container)
+        && dirs.as_ref().is_some_and(|d| d.remove())
     {
         std::fs::remove_dir_all(&container.root)
             .map_err(libcontainer::error::LibcontainerError::OtherIO)

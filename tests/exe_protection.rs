@@ -93,6 +93,37 @@ fn a_binary_installed_read_only_runs_once_and_stays_out_of_reach() {
     assert!(log.contains("Read-only file system"), "{log}");
 }
 
+/// The API starts the runtime from a protected view of the binary that the
+/// client makes once (so the runtime executes once, not twice): the
+/// runtime's process in the sandbox is as far out of reach through it, and
+/// the view shows the binary as it is on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_started_by_the_api_is_protected() {
+    let env = Env::new("apiexe");
+    let victim = env.dir.join("sbx-oci-victim");
+    std::fs::copy(common::bin(), &victim).unwrap();
+    let client = sbx_oci::api::Client::with_binary(&env.root, &victim);
+    let id = env.id("s");
+    let sandbox = client
+        .create(&id, &sbx_oci::sandbox::SandboxSpec::default())
+        .await
+        .unwrap();
+    // The sandbox's init is a fork of the runtime the client started.
+    let exe = format!("/proc/{}/exe", env.pid(&id));
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&exe)
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{exe}: {err}");
+    assert!(
+        std::fs::read(&exe).unwrap() == std::fs::read(&victim).unwrap(),
+        "{exe} is not the binary"
+    );
+    sandbox.destroy().await.unwrap();
+    env.assert_gone(&id);
+}
+
 /// A read-only bind mount of a directory over itself, undone on drop.
 struct ReadOnlyBind(std::path::PathBuf);
 

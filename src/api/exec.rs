@@ -239,7 +239,11 @@ pub(super) async fn spawn(
     tty: Option<Tty>,
 ) -> Result<ExecStream> {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (mut cmd, log) = client.command(&argv)?;
+    let super::Started {
+        mut cmd,
+        log,
+        _view,
+    } = client.command(&argv, true)?;
     // With a terminal, stdin is typed into it, not given to the runtime.
     let typed = if tty.is_some() { stdin.take() } else { None };
     cmd.stdin(if stdin.is_some() {

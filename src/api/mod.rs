@@ -49,6 +49,7 @@
 //! # Ok(()) }
 //! ```
 
+mod binary;
 mod error;
 mod exec;
 mod tty;
@@ -80,6 +81,8 @@ pub struct Client {
 struct Inner {
     binary: PathBuf,
     root: PathBuf,
+    /// The protected view the binary is started from (see `binary`).
+    view: binary::Binary,
 }
 
 impl Client {
@@ -95,6 +98,7 @@ impl Client {
             inner: Arc::new(Inner {
                 binary: binary.into(),
                 root: root.into(),
+                view: Default::default(),
             }),
         }
     }
@@ -146,7 +150,7 @@ impl Client {
     pub async fn create(&self, name: &str, spec: &SandboxSpec) -> Result<Sandbox> {
         let pipe = self.checked_spec("create", Some(name), spec)?;
         let path = pipe.path();
-        self.call("create", &["sandbox", "create", "--spec", &path, name])
+        self.call_in("create", &["sandbox", "create", "--spec", &path, name])
             .await?;
         drop(pipe);
         Ok(self.sandbox(name))
@@ -288,10 +292,17 @@ impl Client {
     /// `args` follow. The runtime opens the pipe's write end by its /proc
     /// path as its `--log`: nothing is inherited (no fd of ours reaches any
     /// child, and the spawn needs no code between fork and exec, so it can
-    /// be a posix_spawn).
-    fn command(&self, args: &[&str]) -> Result<(Command, exec::LogPipe)> {
+    /// be a posix_spawn). `enters`: the command puts a process into a
+    /// container, and is started from the binary's protected view (see
+    /// `binary`), which the caller holds until the child has started.
+    fn command(&self, args: &[&str], enters: bool) -> Result<Started> {
         let log = exec::LogPipe::new().map_err(|e| self.spawn_error(e))?;
-        let mut cmd = Command::new(&self.inner.binary);
+        let binary = &self.inner.binary;
+        let view = enters.then(|| self.inner.view.view(binary)).flatten();
+        let mut cmd = view
+            .as_ref()
+            .and_then(|v| v.command(binary))
+            .unwrap_or_else(|| Command::new(binary));
         cmd.arg("--root")
             .arg(&self.inner.root)
             .arg("--log")
@@ -299,7 +310,11 @@ impl Client {
             .args(["--log-format", "json"])
             .args(args)
             .kill_on_drop(true);
-        Ok((cmd, log))
+        Ok(Started {
+            cmd,
+            log,
+            _view: view,
+        })
     }
 
     fn spawn_error(&self, source: std::io::Error) -> ApiError {
@@ -312,7 +327,20 @@ impl Client {
     /// Runs `args` to the end; returns its stdout, or the runtime's error as
     /// a typed one.
     async fn call(&self, op: &'static str, args: &[&str]) -> Result<Vec<u8>> {
-        let (mut cmd, log) = self.command(args)?;
+        self.run_to_end(op, args, false).await
+    }
+
+    /// [`Client::call`] for a command that puts a process into a container.
+    async fn call_in(&self, op: &'static str, args: &[&str]) -> Result<Vec<u8>> {
+        self.run_to_end(op, args, true).await
+    }
+
+    async fn run_to_end(&self, op: &'static str, args: &[&str], enters: bool) -> Result<Vec<u8>> {
+        let Started {
+            mut cmd,
+            log,
+            _view,
+        } = self.command(args, enters)?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
@@ -342,6 +370,13 @@ impl Client {
         }
         Err(ApiError::from_runtime(op, args, &errors, status.code()))
     }
+}
+
+/// A runtime command ready to start, with what it needs until it has.
+struct Started {
+    cmd: Command,
+    log: exec::LogPipe,
+    _view: Option<std::sync::Arc<binary::View>>,
 }
 
 /// A sandbox of a [`Client`].
