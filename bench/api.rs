@@ -27,6 +27,11 @@ async fn main() {
     let bin = binary();
     let runc = which("runc").expect("runc: apt-get install runc");
     let dir = std::env::temp_dir().join(format!("sbx-api-bench-{}", std::process::id()));
+    // State roots and bundle on a tmpfs, as under a production /run: on a
+    // disk file system (this machine's /tmp is ext4) every run's new inodes
+    // grow slower as runs are deleted, and the medians drift by milliseconds
+    // over a benchmark (see bench/lifecycle.py).
+    let _tmpfs = Tmpfs::mount(&dir);
     let bundle = dir.join("bundle");
     let built = Command::new("bash")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("bundles/busybox.sh"))
@@ -129,7 +134,6 @@ async fn main() {
     sandbox.destroy().await.unwrap();
     run(&bin, &sbx_root, &["delete", "--force", "plain"]);
     run(&runc, &runc_root, &["delete", "--force", "plain"]);
-    let _ = std::fs::remove_dir_all(&dir);
 
     println!("{runs} runs each, in a new shuffled order every round");
     let med: Vec<f64> = t.iter_mut().map(|v| stats(v).0).collect();
@@ -152,6 +156,39 @@ async fn main() {
         "API create+destroy / CLI sandbox run: {:.2}",
         med[6] / med[5]
     );
+}
+
+/// A tmpfs mounted on a new directory, unmounted and removed on drop (also
+/// when the benchmark panics).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let guard = Tmpfs(dir.to_owned());
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "sbx-api-bench"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot mount a tmpfs on {}", dir.display());
+        println!("state roots and bundle on a tmpfs ({})", dir.display());
+        guard
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            let done = Command::new("umount").arg(&self.0).status();
+            if done.is_ok_and(|s| s.success()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Median, p10 and p90 in ms.
