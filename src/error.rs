@@ -7,6 +7,9 @@ use libcontainer::error::LibcontainerError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The context of [`Error::output`].
+pub const OUTPUT_LOST: &str = "cannot write output";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid container id {id:?}: {reason}")]
@@ -86,6 +89,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// An error writing the command's output (stdout).
+    pub fn output(source: std::io::Error) -> Self {
+        Error::io(OUTPUT_LOST, source)
+    }
+
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),

@@ -37,6 +37,15 @@ fn main() -> ExitCode {
     };
     match dispatch(&cli.global, command) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        // The reader of our output went away (`list | head`): no message,
+        // as from runc (which SIGPIPE kills), and the status a shell shows
+        // for a command that SIGPIPE killed.
+        Err(sbx_oci::Error::Io { context, source })
+            if context == sbx_oci::error::OUTPUT_LOST
+                && source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::from(128 + libc::SIGPIPE as u8)
+        }
         Err(err) => {
             let msg = err.to_string();
             if let Some(sink) = &sink {

@@ -541,3 +541,28 @@ fn create_without(
         .output()
         .expect("setpriv (util-linux)")
 }
+
+/// A reader that stops reading (`sbx-oci list | head`) ends the command
+/// without a message, with the status of one that SIGPIPE killed (runc's
+/// SIGPIPE kills it silently).
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    use std::os::fd::OwnedFd;
+    let env = Env::new("epipe");
+    for args in [&["list"][..], &["sandbox", "list"][..]] {
+        // The read end closed before the runtime starts: its first write
+        // meets EPIPE.
+        let (read, write): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let out = std::process::Command::new(common::bin())
+            .arg("--root")
+            .arg(&env.root)
+            .args(args)
+            .stdout(std::process::Stdio::from(write))
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {out:?}");
+        assert!(out.stderr.is_empty(), "{args:?}: {out:?}");
+    }
+}

@@ -704,11 +704,39 @@ fn fill(dir: &Path, file: &Path, free: u64) {
     let _ = fs::write(file, &data);
 }
 
+/// The state root's tmpfs, unmounted on drop, also after a failure: what a
+/// failing run left in it is deleted first (the Env's own cleanup comes
+/// after this guard's, and would find the root unmounted), and the unmount
+/// is tried again while something still holds it, then detached.
 struct Unmount(std::path::PathBuf);
 
 impl Drop for Unmount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        if let Ok(entries) = fs::read_dir(&self.0) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('@') {
+                    let _ = fs::remove_file(e.path());
+                    continue;
+                }
+                let _ = Command::new(common::bin())
+                    .arg("--root")
+                    .arg(&self.0)
+                    .args(["delete", "--force", &name])
+                    .output();
+            }
+        }
+        for _ in 0..50 {
+            if Command::new("umount")
+                .arg(&self.0)
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
 

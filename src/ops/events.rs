@@ -36,7 +36,7 @@ pub fn events(ctx: &Context, args: &cli::Events, out: &mut dyn Write) -> Result<
         let event = json!({ "type": "stats", "id": id, "data": data });
         writeln!(out, "{event}")
             .and_then(|_| out.flush())
-            .map_err(|e| Error::io("cannot write output", e))?;
+            .map_err(Error::output)?;
         if args.stats {
             return Ok(());
         }

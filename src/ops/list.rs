@@ -20,11 +20,11 @@ pub fn list(ctx: &Context, args: &cli::List, out: &mut dyn Write) -> Result<()> 
     // One write, not one per line (stdout is line-buffered).
     let mut out = std::io::BufWriter::new(out);
     print(args, &states, &mut out)?;
-    out.flush().map_err(|e| Error::io("cannot write output", e))
+    out.flush().map_err(Error::output)
 }
 
 fn print(args: &cli::List, states: &[State], out: &mut impl Write) -> Result<()> {
-    let write_err = |e| Error::io("cannot write output", e);
+    let write_err = Error::output;
     if args.quiet {
         for s in states {
             writeln!(out, "{}", s.id).map_err(write_err)?;

@@ -16,7 +16,7 @@ pub fn ps(ctx: &Context, args: &cli::Ps, out: &mut dyn Write) -> Result<()> {
         .into_iter()
         .map(|p| p.as_raw())
         .collect();
-    let write_err = |e| Error::io("cannot write output", e);
+    let write_err = Error::output;
     if args.format == ListFormat::Json {
         let json = serde_json::to_string(&pids).unwrap_or_else(|_| "[]".into());
         return writeln!(out, "{json}").map_err(write_err);

@@ -8,7 +8,7 @@ use crate::{Error, Result};
 
 pub fn list(ctx: &Context, json: bool, out: &mut dyn Write) -> Result<()> {
     let entries = crate::sandbox::state::entries(ctx)?;
-    let write_err = |e| Error::io("cannot write output", e);
+    let write_err = Error::output;
     if json {
         let text = serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into());
         return writeln!(out, "{text}").map_err(write_err);

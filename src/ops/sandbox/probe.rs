@@ -8,7 +8,7 @@ pub use crate::sandbox::probe::probe;
 use crate::{Error, Result};
 
 pub fn print(p: &Probe, json: bool, out: &mut dyn Write) -> Result<()> {
-    let write_err = |e| Error::io("cannot write output", e);
+    let write_err = Error::output;
     if json {
         let text = serde_json::to_string_pretty(p).unwrap_or_default();
         return writeln!(out, "{text}").map_err(write_err);
