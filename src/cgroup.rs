@@ -173,7 +173,7 @@ pub fn may_have_processes(container: &Container) -> bool {
 /// exit of what it killed on pidfds rather than for a fixed time (a sandbox's
 /// init takes ~1 ms to die here; a 5 ms sleep cost every `rm --force`).
 fn kill_until_empty(id: &str, mut pids: impl FnMut() -> Vec<Pid>) -> Result<()> {
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use std::os::fd::AsFd;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let now = pids();
@@ -188,13 +188,9 @@ fn kill_until_empty(id: &str, mut pids: impl FnMut() -> Vec<Pid>) -> Result<()> 
         }
         let mut fds = Vec::new();
         for pid in now {
-            // SAFETY: pidfd_open returns a new descriptor or -1.
-            let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+            let fd = crate::signal::pidfd_open(pid);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            if raw >= 0 {
-                // SAFETY: a new descriptor that nothing else owns.
-                fds.push(unsafe { OwnedFd::from_raw_fd(raw as i32) });
-            }
+            fds.extend(fd);
         }
         if fds.is_empty() {
             // Gone already, or no pidfds (Linux < 5.3): look again shortly.
@@ -204,12 +200,7 @@ fn kill_until_empty(id: &str, mut pids: impl FnMut() -> Vec<Pid>) -> Result<()> 
         // Readable once the process has exited (it has left its cgroup then).
         for fd in &fds {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let ms = left.as_millis().min(u16::MAX as u128) as u16;
-            let mut p = [nix::poll::PollFd::new(
-                fd.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            let _ = nix::poll::poll(&mut p, nix::poll::PollTimeout::from(ms));
+            crate::signal::pidfd_wait(fd.as_fd(), left);
         }
     }
 }
@@ -256,16 +247,8 @@ impl Dirs {
             }
         }
         if let Some(fd) = &init {
-            // SAFETY: a signal through a pidfd this process owns.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    std::os::fd::AsRawFd::as_raw_fd(fd),
-                    libc::SIGKILL,
-                    std::ptr::null::<libc::siginfo_t>(),
-                    0u32,
-                )
-            };
+            use std::os::fd::AsFd;
+            let _ = crate::signal::pidfd_send(fd.as_fd(), Some(nix::sys::signal::Signal::SIGKILL));
         }
         kill_until_empty(id, || {
             // A directory that is not there (a hierarchy the container has

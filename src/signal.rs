@@ -1,5 +1,7 @@
 //! Signal names and numbers as runc accepts them: "9", "KILL", "SIGKILL", "kill".
 
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
 use nix::sys::signal::Signal;
 
 use crate::{Error, Result};
@@ -20,6 +22,57 @@ pub fn parse(input: &str) -> Result<Signal> {
         format!("SIG{upper}")
     };
     name.parse::<Signal>().map_err(|_| bad())
+}
+
+/// A pidfd of `pid` (pidfd_open(2)): it names that process, never one that
+/// is given its number later, and is readable once the process has exited.
+pub fn pidfd_open(pid: nix::unistd::Pid) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw as RawFd) })
+}
+
+/// `signal` to the process a pidfd names (`None`: only whether it is still
+/// there); ESRCH once it has exited.
+pub fn pidfd_send(pidfd: BorrowedFd<'_>, signal: Option<Signal>) -> std::io::Result<()> {
+    let sig = signal.map_or(0, |s| s as libc::c_int);
+    // SAFETY: pidfd_send_signal with a descriptor borrowed for the call and
+    // no siginfo.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits at most `timeout` for the process a pidfd names to exit; whether
+/// it has (false, too, if poll(2) fails).
+pub fn pidfd_wait(pidfd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = u16::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(n) if n > 0 => return true,
+            Err(nix::errno::Errno::EINTR) => {}
+            Ok(_) if !left.is_zero() => {}
+            _ => return false,
+        }
+    }
 }
 
 /// SIGKILL to `pid` and all its descendants (children first found, then
@@ -63,6 +116,26 @@ mod tests {
         assert_eq!(parse("KILL").unwrap(), Signal::SIGKILL);
         assert_eq!(parse("sigusr1").unwrap(), Signal::SIGUSR1);
         assert_eq!(parse("SIGHUP").unwrap(), Signal::SIGHUP);
+    }
+
+    #[test]
+    fn a_pidfd_probes_signals_and_waits_for_its_process() {
+        use std::os::fd::AsFd;
+        use std::time::Duration;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let fd = pidfd_open(pid).unwrap();
+        pidfd_send(fd.as_fd(), None).unwrap();
+        assert!(!pidfd_wait(fd.as_fd(), Duration::from_millis(20)));
+        pidfd_send(fd.as_fd(), Some(Signal::SIGKILL)).unwrap();
+        assert!(pidfd_wait(fd.as_fd(), Duration::from_secs(5)));
+        child.wait().unwrap();
+        // Reaped: the pidfd names nothing now, whoever gets the number.
+        let gone = pidfd_send(fd.as_fd(), Some(Signal::SIGKILL)).unwrap_err();
+        assert_eq!(gone.raw_os_error(), Some(libc::ESRCH));
     }
 
     #[test]

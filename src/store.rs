@@ -238,16 +238,9 @@ pub fn refresh(container: &mut Container) {
 /// reused a pid cannot take its place once checked): signals sent through
 /// it reach the init or nothing.
 pub fn init_pidfd(container: &Container) -> Option<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    let pid = container.pid()?.as_raw();
-    // SAFETY: pidfd_open returns a new descriptor or -1.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if raw < 0 {
-        return None;
-    }
-    // SAFETY: a new descriptor that nothing else owns.
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw as i32) };
-    match proc_stat(pid) {
+    let pid = container.pid()?;
+    let fd = crate::signal::pidfd_open(pid).ok()?;
+    match proc_stat(pid.as_raw()) {
         Some((b'Z' | b'X' | b'x', _)) | None => None,
         Some((_, start)) => is_init(container, start).then_some(fd),
     }

@@ -24,7 +24,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -91,12 +91,7 @@ pub fn wait_gone(state_dir: &Path, timeout: Duration) {
             continue;
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut fds = [nix::poll::PollFd::new(
-            fd.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+        crate::signal::pidfd_wait(fd.as_fd(), left);
     }
 }
 
@@ -154,16 +149,12 @@ pub fn start(ns: &File, pid: i32, file: &PolicyFile, policy: &Path) -> Result<()
 }
 
 fn pidfd_open(pid: i32) -> Result<OwnedFd> {
-    // SAFETY: pidfd_open returns a new descriptor or -1.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if raw < 0 {
-        return Err(Error::io(
+    crate::signal::pidfd_open(nix::unistd::Pid::from_raw(pid)).map_err(|e| {
+        Error::io(
             format!("cannot watch the container's init (pidfd_open of {pid})"),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw as RawFd) })
+            e,
+        )
+    })
 }
 
 /// What the hook opens in the sandbox's namespace.
@@ -911,11 +902,7 @@ pub fn gc() -> Vec<i32> {
                 nix::sys::signal::Signal::SIGKILL,
             );
             if let Some(fd) = fd {
-                let mut fds = [nix::poll::PollFd::new(
-                    fd.as_fd(),
-                    nix::poll::PollFlags::POLLIN,
-                )];
-                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1000u16));
+                crate::signal::pidfd_wait(fd.as_fd(), Duration::from_secs(1));
             }
             killed.push(pid);
         }

@@ -19,11 +19,10 @@ pub mod stats;
 pub mod tty;
 pub mod watchdog;
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
@@ -253,31 +252,13 @@ pub fn wait_until(pid: Pid, deadline: Option<Instant>) -> Result<Ended> {
     let Some(deadline) = deadline else {
         return wait_status(pid).map(Ended::Exited);
     };
-    // SAFETY: pidfd_open returns a new descriptor or -1.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if raw < 0 {
-        return Err(Error::io(
-            format!("cannot watch process {pid}"),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: a new descriptor that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(Ended::TimedOut);
-        }
-        let ms = left.as_millis().min(i32::MAX as u128) as i32;
-        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => return wait_status(pid).map(Ended::Exited),
-            Err(e) => return Err(Error::io("cannot wait for the sandbox", e.into())),
-        }
+    let pidfd = crate::signal::pidfd_open(pid)
+        .map_err(|e| Error::io(format!("cannot watch process {pid}"), e))?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    if crate::signal::pidfd_wait(pidfd.as_fd(), left) {
+        wait_status(pid).map(Ended::Exited)
+    } else {
+        Ok(Ended::TimedOut)
     }
 }
 

@@ -8,12 +8,12 @@
 //! and the watchdog kills the command (through a pidfd: never a reused
 //! pid) and what it started, then ends the exec's budget lease.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::unistd::Pid;
 
 use super::budget::{Budget, Proc};
-use crate::{Error, Result};
+use crate::{Error, Result, signal};
 
 pub struct Watchdog {
     /// The write end: closed by our death, or after the byte by `settled`.
@@ -30,13 +30,7 @@ impl Watchdog {
         let err = |what: &str, e: std::io::Error| {
             Error::io(format!("cannot start the exec's watchdog ({what})"), e)
         };
-        // SAFETY: pidfd_open returns a new descriptor or -1.
-        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, command.as_raw(), 0) };
-        if raw < 0 {
-            return Err(err("pidfd_open", std::io::Error::last_os_error()));
-        }
-        // SAFETY: a new descriptor that nothing else owns.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+        let pidfd = signal::pidfd_open(command).map_err(|e| err("pidfd_open", e))?;
         let (rx, tx) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| err("pipe", e.into()))?;
         // SAFETY: one thread (see above); the child only reads, signals,
@@ -80,18 +74,8 @@ fn watch(rx: OwnedFd, pidfd: OwnedFd, command: Pid, lease: Option<(&Budget, Proc
     }
     // The runtime is gone. A command still running is ours to stop: its
     // pidfd names it even if its pid number has been taken since.
-    // SAFETY: pidfd_send_signal with a pidfd we own and no siginfo.
-    let alive = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            0,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    } == 0;
-    if alive {
-        crate::signal::kill_tree(command);
+    if signal::pidfd_send(pidfd.as_fd(), None).is_ok() {
+        signal::kill_tree(command);
     }
     if let Some((budget, holder)) = lease {
         let _ = budget.end(holder);
