@@ -14,6 +14,7 @@ use sbx_oci::{Result, logging};
 extern crate sbx_oci_early;
 
 fn main() -> ExitCode {
+    sbx_oci::selfexe::mark_runtime();
     let cli = Cli::parse();
     if cli.global.version {
         println!(

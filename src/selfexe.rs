@@ -29,6 +29,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{FcntlArg, SealFlag, fcntl};
 use nix::sys::memfd::{MemFdCreateFlag, memfd_create};
@@ -72,11 +73,30 @@ pub const HOST_EXE_ENV: &str = "_SBX_OCI_HOST_EXE";
 
 static HOST_EXE: OnceLock<PathBuf> = OnceLock::new();
 
+/// Set by the sbx-oci binary's `main`: see [`mark_runtime`].
+static RUNTIME: AtomicBool = AtomicBool::new(false);
+
+/// Says that this process is the sbx-oci binary (its `main` calls it first).
+/// A program that links the library (the API's caller) is not: its
+/// `/proc/self/exe` names that program, which a hook or `hook sweep` must
+/// never be pointed at, so [`host_path`] refuses there.
+pub fn mark_runtime() {
+    RUNTIME.store(true, Ordering::Relaxed);
+}
+
 /// The binary's path on the host: the one it was started from, also after
-/// the protective re-execution.
+/// the protective re-execution. An error in a process that is not the
+/// runtime (see [`mark_runtime`]).
 pub fn host_path() -> Result<PathBuf> {
     if let Some(p) = HOST_EXE.get() {
         return Ok(p.clone());
+    }
+    if !RUNTIME.load(Ordering::Relaxed) {
+        return Err(Error::SelfExe(
+            "this process is not the sbx-oci binary (a program using the library): it has no \
+             runtime path to give; run the sbx-oci command for this"
+                .into(),
+        ));
     }
     let path = std::fs::read_link("/proc/self/exe")
         .map_err(|e| Error::SelfExe(format!("cannot read /proc/self/exe: {e}")))?;
@@ -319,6 +339,14 @@ fn reexec(fd: OwnedFd, host_path: &Path) -> Result<()> {
 
 #[cfg(all(test, target_arch = "x86_64", target_os = "linux"))]
 mod tests {
+    #[test]
+    fn a_process_that_is_not_the_runtime_has_no_host_path() {
+        // The test binary links the library, as the API's caller does: its
+        // /proc/self/exe is a program that must never run as a hook.
+        let msg = super::host_path().unwrap_err().to_string();
+        assert!(msg.contains("not the sbx-oci binary"), "{msg}");
+    }
+
     #[test]
     fn the_entry_point_names_what_ensure_protected_names() {
         assert_eq!(sbx_oci_early::HOST_EXE_ENV, super::HOST_EXE_ENV.as_bytes());

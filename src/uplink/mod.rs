@@ -254,10 +254,15 @@ pub fn detach_and_sweep(id: &str) -> Result<()> {
 
 /// Starts `sbx-oci hook sweep` (not waited for), which deletes the host
 /// table if no sandbox is in it by then: that deletion waits ~40 ms for the
-/// kernel, which nobody needs to wait for. Best effort: `gc` also sweeps.
+/// kernel, which nobody needs to wait for. In a process that is not the
+/// runtime (the API's caller), which has no sbx-oci to start, the sweep is
+/// done here. Best effort: `gc` also sweeps.
 pub fn sweep_later() {
     use std::os::unix::process::CommandExt;
     let Ok(exe) = crate::selfexe::host_path() else {
+        if let Err(e) = nft::host_sweep() {
+            tracing::warn!("cannot sweep the host table: {e}");
+        }
         return;
     };
     let spawned = std::process::Command::new(exe)
