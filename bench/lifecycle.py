@@ -171,6 +171,27 @@ def default_sbx():
     return os.path.join(REPO, "target/release/sbx-oci")
 
 
+def as_installed(paths):
+    """Puts every binary's pages in the page cache the same way: read back
+    from disk. How a file's pages got into the cache decides the size of
+    the folios they sit in, and an exec maps what is cached a folio at a
+    time: lld writes its output through a mapping (single pages), cp and
+    package managers through write(2) (large folios), readahead reads in
+    between. Here a `run` took 482, 454 and 467 page faults for those three
+    and the copy written by cp was 0.3-0.4 ms faster than the others
+    (docs/performance.md, session 13): none of it the runtime's doing, and
+    runc's and crun's pages came from disk."""
+    for path in sorted({os.path.realpath(shutil.which(p)) for p in paths}):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # written back first: dirty pages cannot be dropped
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            while os.read(fd, 1 << 20):
+                pass
+        finally:
+            os.close(fd)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=200, help="runs per runtime")
@@ -202,6 +223,9 @@ def main():
     for name, path in runtimes:
         if not shutil.which(path):
             sys.exit(f"{name}: {path} not found")
+    as_installed([path for _, path in runtimes])
+    print("note: every binary was read back from disk first, as an installed one is "
+          "(a binary just linked takes more page faults)")
 
     work = tempfile.mkdtemp(prefix="sbx-bench-")
     # State roots on tmpfs, as in production (/run/sbx-oci, /run/runc).
