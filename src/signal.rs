@@ -1,4 +1,6 @@
-//! Signal names and numbers as runc accepts them: "9", "KILL", "SIGKILL", "kill".
+//! Signal names and numbers as runc accepts them: "9", "KILL", "SIGKILL",
+//! "kill"; and pidfds, which name a process and never the one that is given
+//! its number later.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
