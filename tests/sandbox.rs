@@ -40,6 +40,26 @@ fn runs_as_unprivileged_user_without_capabilities() {
 }
 
 #[test]
+fn message_queues_work_without_their_file_system() {
+    // No /dev/mqueue is mounted (a mount less per start): mq_open is a
+    // system call, in the sandbox's own IPC namespace.
+    let env = Env::new("sbxmq");
+    let script = "import ctypes, os\n\
+        libc = ctypes.CDLL(None, use_errno=True)\n\
+        fd = libc.mq_open(b'/sbx-q', os.O_CREAT | os.O_RDWR, 0o600, None)\n\
+        print('mq_open', 'ok' if fd >= 0 else os.strerror(ctypes.get_errno()))\n\
+        print('/dev/mqueue', os.path.exists('/dev/mqueue'))\n";
+    let (code, out, err) = run(&env, &["--", "python3", "-c", script]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "mq_open ok\n/dev/mqueue False\n", "{err}");
+    // Its own namespace: the queue went with it, the host never had it.
+    // SAFETY: a NUL-terminated name.
+    let rc = unsafe { libc::mq_unlink(c"/sbx-q".as_ptr()) };
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    assert_eq!((rc, errno), (-1, Some(libc::ENOENT)));
+}
+
+#[test]
 fn exit_status_output_stdin_and_environment() {
     let env = Env::new("sbxio");
     let (code, out, err) = run(&env, &["--", "sh", "-c", "echo out; echo err >&2; exit 7"]);

@@ -314,7 +314,10 @@ fn tmpfs(dest: &Path, bytes: u64, mode: &str, r: &Resolved) -> Value {
 }
 
 /// What every sandbox gets from the runtime: /proc, /dev, /sys (read-only),
-/// /tmp, and the workdir unless it is one of the user's writable paths.
+/// /tmp, and the workdir unless it is one of the user's writable paths. No
+/// /dev/mqueue (runc's default spec has one): POSIX message queues are
+/// system calls, in the sandbox's own IPC namespace, and work without it;
+/// the file system only lists them, and its mount cost ~0.13 ms per start.
 fn base_mounts(r: &Resolved) -> Vec<Value> {
     let mut mounts = vec![
         json!({ "destination": "/proc", "type": "proc", "source": "proc",
@@ -325,8 +328,6 @@ fn base_mounts(r: &Resolved) -> Vec<Value> {
                 "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] }),
         json!({ "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
                 "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] }),
-        json!({ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-                "options": ["nosuid", "noexec", "nodev"] }),
         json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs",
                 "options": ["nosuid", "noexec", "nodev", "ro"] }),
     ];
