@@ -154,6 +154,8 @@ def main():
     runtimes = [("sbx-oci", sbx), ("runc", args.ref)]
     if args.crun != "none":
         runtimes.append(("crun", args.crun))
+    # Every binary's pages cached alike: read back from disk (see lifecycle).
+    lifecycle.as_installed([path for _, path in runtimes])
     work = tempfile.mkdtemp(prefix="sbx-scale-")
     state = tempfile.mkdtemp(prefix="sbx-scale-", dir="/run")
     try:
