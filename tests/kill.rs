@@ -208,9 +208,12 @@ fn kill_all_reaches_every_process_and_plain_kill_only_the_init() {
 fn a_reused_pid_is_not_the_container() {
     let mut env = Env::new("killreuse");
     let id = env.id("c");
-    let bundle = env.bundle(&id, &["sleep", "0.3"]);
+    // Long enough for `state` to see it running on a slow guest (a stopped
+    // container's state has no pid).
+    let bundle = env.bundle(&id, &["sleep", "2"]);
     env.ok(&["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
     let pid = env.pid(&id);
+    assert!(pid > 0, "{id} had exited before its pid was read");
     env.wait_status(&id, "stopped");
     let proc_dir = format!("/proc/{pid}");
     let deadline = Instant::now() + Duration::from_secs(10);
