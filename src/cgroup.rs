@@ -200,7 +200,8 @@ fn kill_until_empty(id: &str, mut pids: impl FnMut() -> Vec<Pid>) -> Result<()> 
         // Readable once the process has exited (it has left its cgroup then).
         for fd in &fds {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            crate::signal::pidfd_wait(fd.as_fd(), left);
+            // A failed wait only means looking again sooner.
+            let _ = crate::signal::pidfd_wait(fd.as_fd(), left);
         }
     }
 }

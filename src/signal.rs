@@ -60,8 +60,8 @@ pub fn pidfd_send(pidfd: BorrowedFd<'_>, signal: Option<Signal>) -> std::io::Res
 }
 
 /// Waits at most `timeout` for the process a pidfd names to exit; whether
-/// it has (false, too, if poll(2) fails).
-pub fn pidfd_wait(pidfd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
+/// it has.
+pub fn pidfd_wait(pidfd: BorrowedFd<'_>, timeout: std::time::Duration) -> std::io::Result<bool> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let deadline = std::time::Instant::now() + timeout;
     loop {
@@ -69,10 +69,10 @@ pub fn pidfd_wait(pidfd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
         let ms = u16::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
         let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(n) if n > 0 => return true,
-            Err(nix::errno::Errno::EINTR) => {}
-            Ok(_) if !left.is_zero() => {}
-            _ => return false,
+            Ok(n) if n > 0 => return Ok(true),
+            Ok(_) if left.is_zero() => return Ok(false),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -131,9 +131,9 @@ mod tests {
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let fd = pidfd_open(pid).unwrap();
         pidfd_send(fd.as_fd(), None).unwrap();
-        assert!(!pidfd_wait(fd.as_fd(), Duration::from_millis(20)));
+        assert!(!pidfd_wait(fd.as_fd(), Duration::from_millis(20)).unwrap());
         pidfd_send(fd.as_fd(), Some(Signal::SIGKILL)).unwrap();
-        assert!(pidfd_wait(fd.as_fd(), Duration::from_secs(5)));
+        assert!(pidfd_wait(fd.as_fd(), Duration::from_secs(5)).unwrap());
         child.wait().unwrap();
         // Reaped: the pidfd names nothing now, whoever gets the number.
         let gone = pidfd_send(fd.as_fd(), Some(Signal::SIGKILL)).unwrap_err();

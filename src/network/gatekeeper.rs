@@ -91,7 +91,7 @@ pub fn wait_gone(state_dir: &Path, timeout: Duration) {
             continue;
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        crate::signal::pidfd_wait(fd.as_fd(), left);
+        let _ = crate::signal::pidfd_wait(fd.as_fd(), left);
     }
 }
 
@@ -902,7 +902,7 @@ pub fn gc() -> Vec<i32> {
                 nix::sys::signal::Signal::SIGKILL,
             );
             if let Some(fd) = fd {
-                crate::signal::pidfd_wait(fd.as_fd(), Duration::from_secs(1));
+                let _ = crate::signal::pidfd_wait(fd.as_fd(), Duration::from_secs(1));
             }
             killed.push(pid);
         }

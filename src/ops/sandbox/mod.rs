@@ -255,10 +255,10 @@ pub fn wait_until(pid: Pid, deadline: Option<Instant>) -> Result<Ended> {
     let pidfd = crate::signal::pidfd_open(pid)
         .map_err(|e| Error::io(format!("cannot watch process {pid}"), e))?;
     let left = deadline.saturating_duration_since(Instant::now());
-    if crate::signal::pidfd_wait(pidfd.as_fd(), left) {
-        wait_status(pid).map(Ended::Exited)
-    } else {
-        Ok(Ended::TimedOut)
+    match crate::signal::pidfd_wait(pidfd.as_fd(), left) {
+        Ok(true) => wait_status(pid).map(Ended::Exited),
+        Ok(false) => Ok(Ended::TimedOut),
+        Err(e) => Err(Error::io("cannot wait for the sandbox", e)),
     }
 }
 
