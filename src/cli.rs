@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod fast;
+
 use clap::{Args, Parser, Subcommand};
 
 use crate::logging::Format;

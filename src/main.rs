@@ -15,7 +15,9 @@ extern crate sbx_oci_early;
 
 fn main() -> ExitCode {
     sbx_oci::selfexe::mark_runtime();
-    let cli = Cli::parse();
+    // The common lines without building clap's parser (see cli::fast).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = sbx_oci::cli::fast::parse(&args).unwrap_or_else(|| Cli::parse_from(args));
     if cli.global.version {
         println!(
             "sbx-oci version {}\nspec: {}\nlibcontainer: 0.7",
