@@ -16,6 +16,11 @@
 //! faster, never weaker: a process it executes is one `ensure_protected`
 //! would have executed.
 //!
+//! Every execution that goes on to glibc (the second one of create, run and
+//! exec; every other command) first has the image's writable segments made
+//! present in one system call each ([`populate_writable`]): the start-up
+//! writes nearly all their pages, and a page fault costs more than the copy.
+//!
 //! Code here runs before the image is relocated and before glibc exists:
 //! nothing may read a pointer stored in the image (no statics holding
 //! references, no tables of strings, no panics, no formatting), call the C
