@@ -18,7 +18,7 @@
 //!
 //! Every execution that goes on to glibc (the second one of create, run and
 //! exec; every other command) first has the image's writable segments made
-//! present in one system call each ([`populate_writable`]): the start-up
+//! present in one system call each (`populate_writable`): the start-up
 //! writes nearly all their pages, and a page fault costs more than the copy.
 //!
 //! Code here runs before the image is relocated and before glibc exists:
