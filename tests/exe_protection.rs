@@ -37,6 +37,43 @@ fn init_exe_cannot_be_opened_for_writing() {
     env.assert_gone(&id);
 }
 
+/// A runtime started with more environment variables than the entry point
+/// (early/) copies on its stack takes selfexe's way to the protected view:
+/// slower, protected all the same.
+#[test]
+fn a_large_environment_is_protected_all_the_same() {
+    let mut env = Env::new("exe-env");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &["true"]);
+    let mut create = env.command(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
+    create.envs((0..2000).map(|i| (format!("SBX_TEST_VAR_{i}"), "x")));
+    // Not piped: the created container's init keeps its stdio until start.
+    let log = env.dir.join("large-env.stderr");
+    create
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let status = create.status().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let pid = env.pid(&id);
+    let exe = format!("/proc/{pid}/exe");
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&exe)
+        .unwrap_err();
+    let target = std::fs::read_link(&exe).unwrap();
+    assert!(
+        refused(&target.to_string_lossy(), err.raw_os_error()),
+        "{exe} ({}): {err}",
+        target.display()
+    );
+    env.ok(&["delete", "--force", &id]);
+    env.assert_gone(&id);
+}
+
 /// The attack itself: the container holds /proc/<pid>/exe of a runtime
 /// process that `exec` made re-execute the runtime binary inside the
 /// container (a `#!/proc/self/exe` script), then writes through it once that

@@ -63,7 +63,10 @@ global_asm!(
 pub const HOST_EXE_ENV: &[u8] = b"_SBX_OCI_HOST_EXE";
 pub const EMPTY_LAYER_C: &[u8] = b"/run/sbx-oci-empty-layer\0";
 const PATH_MAX: usize = 4096;
-const MAX_ENV: usize = 4096;
+/// Environments larger than this (callers give the runtime a few dozen
+/// variables) take selfexe's way. The array is on the stack of `reexec`,
+/// and every page of a frame is a page fault: 32 KB of it cost 8.
+const MAX_ENV: usize = 512;
 
 const SYS_CLOSE: usize = 3;
 const SYS_STAT: usize = 4;
@@ -385,7 +388,7 @@ unsafe fn populate_writable(sp: *const usize) -> usize {
 ///
 /// # Safety
 /// `argv` and `envp` are the kernel's vectors, `envp` with `n_env` entries.
-// Not inlined: its ~45 KB frame (probed page by page) would be touched by
+// Not inlined: its ~17 KB frame (probed page by page) would be touched by
 // every execution that has nothing to do here, the second one included.
 #[inline(never)]
 unsafe fn reexec(argv: *const *const u8, envp: *const *const u8, n_env: usize) {
