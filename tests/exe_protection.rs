@@ -21,18 +21,7 @@ fn init_exe_cannot_be_opened_for_writing() {
     let id = env.id("c");
     let bundle = env.bundle(&id, &["true"]);
     env.ok(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
-    let pid = env.pid(&id);
-    let exe = format!("/proc/{pid}/exe");
-    let err = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&exe)
-        .unwrap_err();
-    let target = std::fs::read_link(&exe).unwrap();
-    assert!(
-        refused(&target.to_string_lossy(), err.raw_os_error()),
-        "{exe} ({}): {err}",
-        target.display()
-    );
+    assert_init_exe_refused(&env, &id);
     env.ok(&["delete", "--force", &id]);
     env.assert_gone(&id);
 }
@@ -58,18 +47,7 @@ fn a_large_environment_is_protected_all_the_same() {
         "{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    let pid = env.pid(&id);
-    let exe = format!("/proc/{pid}/exe");
-    let err = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&exe)
-        .unwrap_err();
-    let target = std::fs::read_link(&exe).unwrap();
-    assert!(
-        refused(&target.to_string_lossy(), err.raw_os_error()),
-        "{exe} ({}): {err}",
-        target.display()
-    );
+    assert_init_exe_refused(&env, &id);
     env.ok(&["delete", "--force", &id]);
     env.assert_gone(&id);
 }
@@ -258,6 +236,23 @@ fn attack(env: &mut Env, victim: &Path) -> (String, String) {
     assert!(run(&["delete", "--force", &id]).success());
     env.assert_gone(&id);
     (opened, log)
+}
+
+/// The created container `id`'s init (still a fork of the runtime) cannot
+/// have its /proc/<pid>/exe opened for writing.
+fn assert_init_exe_refused(env: &Env, id: &str) {
+    let pid = env.pid(id);
+    let exe = format!("/proc/{pid}/exe");
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&exe)
+        .unwrap_err();
+    let target = std::fs::read_link(&exe).unwrap();
+    assert!(
+        refused(&target.to_string_lossy(), err.raw_os_error()),
+        "{exe} ({}): {err}",
+        target.display()
+    );
 }
 
 /// Whether a write-open of the runtime binary behind `exe` (a readlink of

@@ -37,6 +37,7 @@ enum Kind {
     Values,
 }
 
+#[derive(Clone, Copy)]
 struct Opt {
     long: &'static str,
     short: Option<char>,
@@ -79,13 +80,8 @@ const CREATE: &[Opt] = &[
     opt("preserve-fds", None, Kind::Value),
 ];
 
-const RUN: &[Opt] = &[
-    opt("bundle", Some('b'), Kind::Value),
-    opt("pid-file", None, Kind::Value),
-    opt("console-socket", None, Kind::Value),
-    opt("no-pivot", None, Kind::Flag),
-    opt("no-new-keyring", None, Kind::Flag),
-    opt("preserve-fds", None, Kind::Value),
+/// `run`'s options beyond `create`'s.
+const RUN_ONLY: &[Opt] = &[
     opt("detach", Some('d'), Kind::Flag),
     opt("keep", None, Kind::Flag),
     opt("no-subreaper", None, Kind::Flag),
@@ -301,7 +297,7 @@ fn command(name: &str, rest: &[&str]) -> Option<Command> {
     Some(match name {
         "create" => Command::Create(create(read(rest, CREATE, one)?)?),
         "run" => {
-            let w = read(rest, RUN, one)?;
+            let w = read(rest, &[CREATE, RUN_ONLY].concat(), one)?;
             Command::Run(Run {
                 detach: w.flag("detach"),
                 keep: w.flag("keep"),
