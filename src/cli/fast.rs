@@ -228,7 +228,7 @@ fn read(words: &[&str], table: &[Opt], tail: Tail) -> Option<Words> {
     let enough = match tail {
         Tail::Positionals { min, .. } => out.positionals.len() >= min,
         Tail::Command => out.positionals.len() == 1,
-        // `required` and `--` were checked where `--` was met.
+        // A required command needs `--` and a word after it.
         Tail::AfterDashes { n, required } => {
             out.positionals.len() == n && (!required || !out.command.is_empty())
         }
