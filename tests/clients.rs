@@ -111,11 +111,16 @@ fn podman_calls() {
     ]);
     let pid = read_pid(&exec_pid);
     assert!(pid > 0);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        common::read_in(env.pid(&id), "/tmp/marker").unwrap(),
-        "exec-ran\n"
-    );
+    // A detached exec returns once its process runs, not once it is done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let marker = loop {
+        let marker = common::read_in(env.pid(&id), "/tmp/marker");
+        if marker.as_deref() == Some("exec-ran\n") || std::time::Instant::now() > deadline {
+            break marker;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(marker.as_deref(), Some("exec-ran\n"));
 
     // exec -t: the pty master goes to conmon's socket.
     let socket = env.dir.join("conmon-term.sock");

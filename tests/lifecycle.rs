@@ -47,7 +47,15 @@ fn lifecycle_states() {
     let state = env.state(&id);
     assert_eq!(state["status"], "running");
     assert_eq!(state["pid"].as_i64().unwrap(), pid);
-    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    // start returns once the process was told to go; its exec follows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let cmdline = loop {
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+        if cmdline.starts_with("sleep\u{0}60") || std::time::Instant::now() > deadline {
+            break cmdline;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(cmdline.starts_with("sleep\u{0}60"), "{cmdline:?}");
 
     let list = env.ok(&["list", "--format", "json"]);
@@ -147,14 +155,31 @@ fn run_forwards_signals_and_reports_kill() {
     let mut env = Env::new("sig");
     for (name, how, expected) in [("forward", "TERM", 7), ("sigkill", "KILL", 137)] {
         let id = env.id(name);
-        let bundle = env.bundle(&id, &["sh", "-c", "trap 'exit 7' TERM; sleep 60 & wait"]);
+        let bundle = env.bundle(
+            &id,
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 7' TERM; touch /tmp/ready; sleep 60 & wait",
+            ],
+        );
         let mut run = env
             .command(&["run", "--bundle", bundle.to_str().unwrap(), &id])
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
         env.wait_status(&id, "running");
-        std::thread::sleep(Duration::from_millis(100)); // let the trap be set
+        // Once the trap is set: a TERM before it would be dropped (the
+        // shell is its namespace's pid 1, with the default action).
+        let pid = env.pid(&id);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while read_in(pid, "/tmp/ready").is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the trap was never set"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if how == "TERM" {
             // To the `run` process, which passes it on.
             nix::sys::signal::kill(

@@ -300,7 +300,13 @@ fn sleeper_is_killed_at_the_wall_time_limit() {
         ],
     );
     assert_eq!(code, 124);
-    assert!(start.elapsed() < Duration::from_secs(5));
+    // Well before the sleeps' 30 s (a TCG guest runs the whole of it in
+    // seconds).
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(
         err.contains("killed at the wall-time limit of 400 ms"),
         "{err}"
@@ -421,7 +427,11 @@ fn persistent_sandbox_exec_stats_snapshot_restore() {
         "sleep 30 & sleep 30",
     ]);
     assert_eq!(out.status.code(), Some(124));
-    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(exec("ps -e -o comm= | grep -c sleep").1.trim(), "0");
 
     env.ok(&["delete", "--force", &id]);
@@ -980,7 +990,9 @@ fn idle_init_holds_only_stdio() {
 fn exec_options_list_rm_and_probe() {
     let env = Env::new("sbxcli");
     let id = env.id("c");
-    env.ok(&["sandbox", "create", "--timeout", "5s", "--budget", &id]);
+    // A budget the steps below cannot use up under TCG (the `sleep 30`
+    // must still run when rm is refused).
+    env.ok(&["sandbox", "create", "--timeout", "60s", "--budget", &id]);
     let input = env.dir.join("input");
     std::fs::write(&input, "from a file").unwrap();
     let out = env.ok(&[
@@ -1029,7 +1041,7 @@ fn exec_options_list_rm_and_probe() {
     assert_eq!(me["network"], "none");
     assert_eq!(me["limits"]["budget"], true);
     let left = me["time_remaining_ms"].as_u64().unwrap();
-    assert!(left > 0 && left < 5000, "{me}");
+    assert!(left > 0 && left < 60_000, "{me}");
     let table = env.ok(&["sandbox", "list"]);
     assert!(table.starts_with("ID") && table.contains(&id), "{table}");
 
@@ -1103,6 +1115,9 @@ fn a_killed_exec_runtime_takes_its_command_and_is_charged() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The watchdog kills the command first and ends its lease after: the
+    // budget is read once it has left (no watchdog is left waiting).
+    common::wait_for_no_watchdog(&id);
     let left = || -> u64 {
         let listed: Value = serde_json::from_str(&env.ok(&["sandbox", "list", "--json"])).unwrap();
         listed[0]["time_remaining_ms"].as_u64().unwrap()
@@ -1114,17 +1129,6 @@ fn a_killed_exec_runtime_takes_its_command_and_is_charged() {
     );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(left(), first, "still charged after the command ended");
-    // And no watchdog is left waiting.
-    let watchdogs = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c == "sbx-oci-watch\n")
-                && std::fs::read(e.path().join("cmdline"))
-                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == id.as_bytes()))
-        })
-        .count();
-    assert_eq!(watchdogs, 0);
     env.ok(&["sandbox", "rm", &id]);
     assert_sandbox_gone(&env, &id);
 }

@@ -352,7 +352,7 @@ fn sandbox_lifecycles_with_an_allowlist_leave_nothing() {
     for i in 0..cycles {
         let id = env.id(&format!("r{}", i % 3));
         let probe = if i % 10 == 0 {
-            format!("busybox nc -w 2 soak.test 8001 </dev/null | grep -qx ok # {MARK}")
+            format!("busybox nc -w 10 soak.test 8001 </dev/null | grep -qx ok # {MARK}")
         } else {
             format!("true {MARK}")
         };
@@ -465,7 +465,21 @@ fn the_runtime_killed_at_any_point_of_a_sandbox_leaves_nothing_after_delete_forc
         "--rw",
         rw.to_str().unwrap(),
     ];
-    let recover = |env: &Env| force_delete(env, &id);
+    // The host's end of the link goes when the kernel has torn the
+    // namespace down, in the background; the next create of the same name
+    // waits only 2 s for that, which a loaded TCG guest can overrun.
+    let link = format!("/sys/class/net/{}", sbx_oci::uplink::link_name(&id));
+    let recover = |env: &Env| {
+        force_delete(env, &id);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::path::Path::new(&link).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "{link} stays after delete --force"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     let mut create = vec!["sandbox", "create"];
     create.extend_from_slice(&flags);
     create.push(&id);

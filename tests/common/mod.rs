@@ -354,3 +354,25 @@ pub fn expect_probes(out: &str, want: &[(&str, &str)]) {
         assert_eq!(seen, Some(*state), "{label}: output was {out}");
     }
 }
+
+/// Waits (at most 10 s) until no exec watchdog (`sbx-oci-watch`, a fork of
+/// the runtime: its command line names the sandbox) of sandbox `id` is
+/// left; fails the test if one stays.
+pub fn wait_for_no_watchdog(id: &str) {
+    let watchdogs = || {
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c == "sbx-oci-watch\n")
+                    && fs::read(e.path().join("cmdline"))
+                        .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == id.as_bytes()))
+            })
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while watchdogs() > 0 {
+        assert!(Instant::now() < deadline, "a watchdog of {id} stays");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
