@@ -342,9 +342,16 @@ fi
 # --- nothing of the pods is left ----------------------------------------------
 OUT=$(ls -A "$RUNTIME_ROOT" 2>/dev/null); RC=0
 expect "no container state left in the shim's runtime root $RUNTIME_ROOT" 0 '^$'
-OUT=$(find /sys/fs/cgroup/*"$CG_PARENT" -mindepth 2 -type d 2>/dev/null; cg_pids); RC=0
+# A shim leaves after containerd's Shutdown returns, in its own time: the
+# checks of processes and cgroups give it up to 10 s.
+left_cgroups() { find /sys/fs/cgroup/*"$CG_PARENT" -mindepth 2 -type d 2>/dev/null; cg_pids; }
+left_procs() {
+  for p in $(our_pids); do [ "$p" != "$daemon" ] && [ "$p" != $$ ] && tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" && echo; done | grep -v -F "$T/listener.py"
+}
+for _ in $(seq 50); do [ -z "$(left_cgroups)$(left_procs)" ] && break; sleep 0.2; done
+OUT=$(left_cgroups); RC=0
 expect "no cgroup or process left under the pods' cgroup parent $CG_PARENT" 0 '^$'
-OUT=$(for p in $(our_pids); do [ "$p" != "$daemon" ] && [ "$p" != $$ ] && tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" && echo; done | grep -v -F "$T/listener.py"); RC=0
+OUT=$(left_procs); RC=0
 expect "no shim or other process of the pods left (only containerd)" 0 '^$'
 OUT=$(comm -13 <(echo "$mounts_before") <(findmnt -rn -o TARGET | grep -E -- "^($T|/run/containerd)" | sort)); RC=0
 expect "no mount of the pods left (rootfs, shm)" 0 '^$'

@@ -207,7 +207,11 @@ else fail "rm -f" "rc $RC"; fi
 
 # --- stop: TERM, then KILL after -t 1 ----------------------------------------
 run 60 "${P[@]}" run -d --name c2 --network none "$IMG" \
-  sh -c 'trap "exit 7" TERM; while :; do sleep 0.2; done'
+  sh -c 'trap "exit 7" TERM; touch /tmp/ready; while :; do sleep 0.2; done'
+# Once the trap is set: a TERM before it would be dropped (pid 1 of its
+# namespace, default action), and stop would end in KILL.
+c2pid=$(inspect c2 '{{.State.Pid}}')
+for _ in $(seq 100); do [ -e "/proc/$c2pid/root/tmp/ready" ] && break; sleep 0.1; done
 run 30 "${P[@]}" stop -t 10 c2
 if [ "$RC" = 0 ] && [ "$(inspect c2 '{{.State.ExitCode}}')" = 7 ]; then
   pass "stop: TERM reaches the container's trap (exit 7)"
