@@ -78,17 +78,49 @@ pub fn pidfd_wait(pidfd: BorrowedFd<'_>, timeout: std::time::Duration) -> std::i
 }
 
 /// SIGKILL to `pid` and all its descendants (children first found, then
-/// killed parents first so nothing can fork away).
+/// killed parents first so nothing can fork away). Does not wait.
 pub fn kill_tree(pid: nix::unistd::Pid) {
+    for p in tree(pid) {
+        let _ = nix::sys::signal::kill(p, Signal::SIGKILL);
+    }
+}
+
+/// [`kill_tree`], then waits (at most `timeout`) until each process it
+/// killed has exited. A process killed by a signal dies when it is next
+/// scheduled, which on a loaded machine can be much later: without the
+/// wait, a timed-out exec returned while what it started still ran (seen
+/// in a TCG guest). Exited means a zombie or reaped: an orphan's zombie
+/// is its reaper's (the container's init) to collect.
+pub fn kill_tree_and_wait(pid: nix::unistd::Pid, timeout: std::time::Duration) {
+    use std::os::fd::AsFd;
+    // A pidfd each, opened before the signal: it names that process even
+    // once its number is free again.
+    let procs: Vec<(nix::unistd::Pid, Option<OwnedFd>)> = tree(pid)
+        .into_iter()
+        .map(|p| (p, pidfd_open(p).ok()))
+        .collect();
+    for (p, fd) in &procs {
+        let _ = match fd {
+            Some(fd) => pidfd_send(fd.as_fd(), Some(Signal::SIGKILL)),
+            None => nix::sys::signal::kill(*p, Signal::SIGKILL).map_err(Into::into),
+        };
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    for fd in procs.iter().filter_map(|(_, fd)| fd.as_ref()) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let _ = pidfd_wait(fd.as_fd(), left);
+    }
+}
+
+/// `pid` and its descendants, parents before their children.
+fn tree(pid: nix::unistd::Pid) -> Vec<nix::unistd::Pid> {
     let mut all = vec![pid];
     let mut i = 0;
     while i < all.len() {
         all.extend(children(all[i]));
         i += 1;
     }
-    for p in all {
-        let _ = nix::sys::signal::kill(p, Signal::SIGKILL);
-    }
+    all
 }
 
 fn children(pid: nix::unistd::Pid) -> Vec<nix::unistd::Pid> {
@@ -118,6 +150,34 @@ mod tests {
         assert_eq!(parse("KILL").unwrap(), Signal::SIGKILL);
         assert_eq!(parse("sigusr1").unwrap(), Signal::SIGUSR1);
         assert_eq!(parse("SIGHUP").unwrap(), Signal::SIGHUP);
+    }
+
+    #[test]
+    fn a_killed_tree_has_exited_when_the_wait_returns() {
+        use std::time::{Duration, Instant};
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 37 & sleep 37; true"])
+            .spawn()
+            .unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let procs = loop {
+            let procs = tree(pid);
+            if procs.len() == 3 {
+                break procs;
+            }
+            assert!(Instant::now() < deadline, "the sleeps never started");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        kill_tree_and_wait(pid, Duration::from_secs(10));
+        for p in &procs {
+            let state = crate::store::proc_stat(p.as_raw());
+            assert!(
+                matches!(state, None | Some((b'Z' | b'X', _))),
+                "{p} still runs: {state:?}"
+            );
+        }
+        child.wait().unwrap();
     }
 
     #[test]

@@ -432,7 +432,13 @@ fn persistent_sandbox_exec_stats_snapshot_restore() {
         "{:?}",
         start.elapsed()
     );
-    assert_eq!(exec("ps -e -o comm= | grep -c sleep").1.trim(), "0");
+    // Dead when the exec returns (zombies are the sandbox's init's to reap).
+    assert_eq!(
+        exec("ps -e -o stat=,comm= | grep -v '^Z' | grep -c sleep")
+            .1
+            .trim(),
+        "0"
+    );
 
     env.ok(&["delete", "--force", &id]);
     assert_sandbox_gone(&env, &id);

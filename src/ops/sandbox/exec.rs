@@ -140,7 +140,8 @@ fn run(
         None => wait_until(pid, deadline),
     };
     if !matches!(ended, Ok(Ended::Exited(_))) {
-        crate::signal::kill_tree(pid);
+        // Returns once the command and what it started are dead.
+        crate::signal::kill_tree_and_wait(pid, super::KILLED_WITHIN);
         let _ = crate::ops::wait_status(pid);
     }
     Ok((ended, watchdog))

@@ -39,6 +39,12 @@ pub use crate::sandbox::state::{
     SNAPSHOT_DIR, Saved, SavedNetwork, bundle_dir, load_saved, save_resolved,
 };
 
+/// How long a killed exec (its time limit, its runtime gone) is waited
+/// for until the command and what it started have exited: a SIGKILLed
+/// process dies when next scheduled, milliseconds later unless the machine
+/// is very loaded.
+const KILLED_WITHIN: Duration = Duration::from_secs(5);
+
 /// A spec checked and translated: nothing has been created yet.
 pub struct Prepared {
     pub resolved: Resolved,

@@ -74,8 +74,9 @@ fn watch(rx: OwnedFd, pidfd: OwnedFd, command: Pid, lease: Option<(&Budget, Proc
     }
     // The runtime is gone. A command still running is ours to stop: its
     // pidfd names it even if its pid number has been taken since.
+    // Dead before its lease ends: the budget is charged for all it ran.
     if signal::pidfd_send(pidfd.as_fd(), None).is_ok() {
-        signal::kill_tree(command);
+        signal::kill_tree_and_wait(command, super::KILLED_WITHIN);
     }
     if let Some((budget, holder)) = lease {
         let _ = budget.end(holder);
